@@ -1,0 +1,1 @@
+"""pnp: Plug-and-Play solvers with convergence guarantees read from denoiser certificates."""
