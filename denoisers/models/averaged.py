@@ -1,0 +1,309 @@
+"""The certified averaged denoiser: a ResNet of gradient-step blocks.
+
+``D(x) = (1 - theta) x + theta * N(x)``, ``N = P o B_m o ... o B_1 o E`` where
+
+* ``E`` lifts ``C_img`` channels to ``C`` state channels by zero padding (an isometry),
+* ``B_i`` are :class:`GradientStepConv` blocks (``alpha_i``-averaged Euler steps, or
+  non-expansive Heun/RK4 steps),
+* ``P`` keeps the first ``C_img`` channels (norm <= 1).
+
+If ``B = B_m o ... o B_1`` is ``alpha``-averaged, ``B = (1 - alpha) I + alpha R``, then
+``P B E = (1 - alpha) I + alpha (P R E)`` with ``P R E`` non-expansive (``P E = I``), so ``N``
+is ``alpha``-averaged too. The chain is averaged by Combettes-Yamada:
+``alpha_B = m / (m - 1 + 1 / max_i alpha_i)``. The relaxation gives ``alpha_D = theta * alpha_N``
+(``theta`` times 1 for non-expansive ``N``). The Lipschitz bound is ``1``.
+
+The denoiser is ``deepinv.models.Denoiser``-compatible: ``D(x, sigma)`` with ``sigma`` a float or
+a ``[B]`` tensor; with ``noise_conditional=True`` the noise level shifts biases only, which keeps
+the certificate for every level. Otherwise ``sigma`` is checked but unused (the network was
+trained for ``metadata['sigma']``; see :class:`denoisers.zoo.ScaledDenoiser` for other levels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from denoisers.certificate import Certificate, LayerBound, compose_alpha
+from denoisers.models.gradient_step import GradientStepConv
+
+__all__ = ["AveragedResNet", "AveragedConfig", "ExportedAveragedResNet"]
+
+
+@dataclass(frozen=True)
+class AveragedConfig:
+    """Architecture of an :class:`AveragedResNet` (serialised into checkpoints)."""
+
+    image_channels: int = 1
+    channels: int = 32
+    hidden: int = 32
+    depth: int = 10
+    kernel_size: int = 3
+    alpha_block: float = 0.95
+    activation: str = "relu"
+    integrator: str = "euler"
+    noise_conditional: bool = False
+    theta: float = 1.0
+    power_size: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("image_channels", "channels", "hidden", "depth", "kernel_size", "power_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.channels < self.image_channels:
+            raise ValueError(
+                f"channels ({self.channels}) must be >= image_channels ({self.image_channels})"
+            )
+        if not (0.0 < self.theta <= 1.0):
+            raise ValueError(f"theta must be in (0, 1], got {self.theta!r}")
+        if not (0.0 < self.alpha_block < 1.0):
+            raise ValueError(f"alpha_block must be in (0, 1), got {self.alpha_block!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AveragedConfig":
+        if not isinstance(d, dict):
+            raise ValueError("architecture config must be a JSON object")
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown architecture keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+def _sigma_tensor(sigma: Any, batch: int, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(sigma, torch.Tensor):
+        s = sigma.detach().to(device=like.device, dtype=like.dtype).flatten()
+        if s.numel() == 1:
+            s = s.expand(batch)
+        elif s.numel() != batch:
+            raise ValueError(f"sigma must be a float or a [B] tensor with B={batch}, got shape {tuple(sigma.shape)}")
+    else:
+        try:
+            s = torch.full((batch,), float(sigma), device=like.device, dtype=like.dtype)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"sigma must be a float or a tensor, got {type(sigma).__name__}") from exc
+    if not torch.isfinite(s).all() or (s < 0).any():
+        raise ValueError(f"sigma must be finite and >= 0, got {s.tolist()}")
+    return s
+
+
+def check_image(x: Any, channels: int) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"x must have shape [B, C, H, W], got {tuple(x.shape)}")
+    if x.shape[1] != channels:
+        raise ValueError(f"x has {x.shape[1]} channels, this denoiser expects {channels}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
+
+
+class AveragedResNet(nn.Module):
+    """Certified averaged denoiser (see module docstring).
+
+    >>> net = AveragedResNet(AveragedConfig(channels=8, hidden=8, depth=2))
+    >>> y = net(torch.rand(1, 1, 16, 16), 0.1)
+    >>> net.freeze(); net.certificate.alpha < 1
+    True
+    """
+
+    def __init__(self, config: AveragedConfig | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        if config is None:
+            config = AveragedConfig(**kwargs)
+        elif kwargs:
+            raise TypeError(f"pass either config or keyword arguments, not both: {sorted(kwargs)}")
+        self.config = config
+        self.blocks = nn.ModuleList(
+            GradientStepConv(
+                config.channels,
+                config.hidden,
+                kernel_size=config.kernel_size,
+                alpha_target=config.alpha_block,
+                activation=config.activation,
+                integrator=config.integrator,  # type: ignore[arg-type]
+                noise_conditional=config.noise_conditional,
+                power_size=config.power_size,
+            )
+            for _ in range(config.depth)
+        )
+        self.metadata: dict[str, Any] = {}
+        self._cert_cache: tuple[int, Certificate] | None = None
+
+    # ----------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
+        cfg = self.config
+        check_image(x, cfg.image_channels)
+        s = None
+        if sigma is not None:
+            s = _sigma_tensor(sigma, x.shape[0], x)
+        elif cfg.noise_conditional:
+            raise ValueError("sigma is required: this denoiser is noise-conditional")
+        z = x
+        if cfg.channels > cfg.image_channels:
+            z = torch.cat([x, x.new_zeros(x.shape[0], cfg.channels - cfg.image_channels, *x.shape[2:])], dim=1)
+        for block in self.blocks:
+            z = block(z, s)
+        out = z[:, : cfg.image_channels]
+        if cfg.theta != 1.0:
+            out = (1.0 - cfg.theta) * x + cfg.theta * out
+        return out
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def frozen(self) -> bool:
+        return all(b.frozen for b in self.blocks)
+
+    def freeze(self, *, grid: int = 64) -> Certificate:
+        """Re-derive every step size from certified upper bounds; returns the certificate."""
+        for b in self.blocks:
+            b.freeze(grid=grid)
+        self._cert_cache = None
+        return self.certificate
+
+    def unfreeze(self) -> None:
+        for b in self.blocks:
+            b.unfreeze()
+        self._cert_cache = None
+
+    def _param_version(self) -> int:
+        return hash(tuple((p.data_ptr(), p._version) for p in self.parameters())) ^ hash(
+            tuple(float(b.h_frozen) for b in self.blocks)
+        )
+
+    @property
+    def certificate(self) -> Certificate:
+        """Certificate from upper bounds of every layer (cached until parameters change)."""
+        key = self._param_version()
+        if self._cert_cache is not None and self._cert_cache[0] == key:
+            return self._cert_cache[1]
+        cert = self.compute_certificate()
+        self._cert_cache = (key, cert)
+        return cert
+
+    def compute_certificate(self, *, grid: int = 64) -> Certificate:
+        cfg = self.config
+        layers = []
+        alphas = []
+        ok = True
+        for i, b in enumerate(self.blocks):
+            a, ub, h = b.step_alpha(grid=grid)
+            layers.append(
+                LayerBound(
+                    name=f"blocks.{i}.weight",
+                    norm_bound=ub,
+                    method=f"sup-frequency bound ({grid}x{grid} grid + sampling slack); h={h:.6g}, "
+                    f"{cfg.integrator} step alpha={a:.6g}",
+                )
+            )
+            alphas.append(a)
+        if cfg.integrator == "euler":
+            if all(a < 1.0 for a in alphas):
+                alpha_chain = compose_alpha(alphas)
+                how = (
+                    f"{cfg.depth} Euler gradient steps, alpha_i = h_i L ||W_i||^2 / 2 with certified "
+                    "upper bounds of ||W_i||; chain alpha by Combettes-Yamada m/(m-1+1/max alpha_i)"
+                )
+            else:
+                ok = False
+                alpha_chain = None
+                how = "some Euler step has h L ||W||^2 >= 2: not certified (call freeze())"
+        else:
+            if all(a <= 1.0 for a in alphas):
+                alpha_chain = 1.0
+                how = f"{cfg.depth} {cfg.integrator} steps with h L ||W||^2 <= 2: non-expansive"
+            else:
+                ok = False
+                alpha_chain = None
+                how = f"some {cfg.integrator} step has h L ||W||^2 > 2: not certified"
+        alpha = None if alpha_chain is None else cfg.theta * alpha_chain
+        if alpha is not None and cfg.theta < 1.0:
+            how += f"; final relaxation theta={cfg.theta} gives alpha = theta * alpha_N"
+        lip = 1.0 if ok else float("inf")
+        notes = "lifting by zero channels (isometry) and projection on the first channels (norm 1)"
+        if not self.frozen:
+            notes += "; NOT frozen: steps come from a power-iteration estimate"
+        return Certificate(
+            lipschitz_bound=lip if lip != float("inf") else 1e300,
+            alpha=alpha if (alpha is not None and alpha <= 1.0) else None,
+            method=how,
+            layers=tuple(layers),
+            notes=notes,
+            exact=ok and self.frozen,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    def export(self) -> "ExportedAveragedResNet":
+        """Plain-layer copy for fast inference (no power iteration, step folded into weights)."""
+        if not self.frozen:
+            raise ValueError("export() needs a frozen network: call freeze() first")
+        return ExportedAveragedResNet(self)
+
+
+class ExportedAveragedResNet(nn.Module):
+    """Inference-only network with ``h`` folded in: ``x - (h W)^T sigma(W x + b)``."""
+
+    def __init__(self, net: AveragedResNet) -> None:
+        super().__init__()
+        self.config = net.config
+        self.certificate = net.certificate
+        self.metadata = dict(net.metadata)
+        self.weights = nn.ParameterList()
+        self.scaled = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.bias_sigmas = nn.ParameterList()
+        for b in net.blocks:
+            w = b.weight.detach().clone()
+            self.weights.append(nn.Parameter(w, requires_grad=False))
+            self.scaled.append(nn.Parameter(w * b.h_frozen, requires_grad=False))
+            self.biases.append(nn.Parameter(b.bias.detach().clone(), requires_grad=False))
+            if b.noise_conditional:
+                self.bias_sigmas.append(nn.Parameter(b.bias_sigma.detach().clone(), requires_grad=False))
+        self.h = [float(b.h_frozen) for b in net.blocks]
+        self.act = net.blocks[0].act if len(net.blocks) else nn.ReLU()
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        cfg = self.config
+        check_image(x, cfg.image_channels)
+        s = _sigma_tensor(sigma, x.shape[0], x) if sigma is not None else None
+        if cfg.noise_conditional and s is None:
+            raise ValueError("sigma is required: this denoiser is noise-conditional")
+        z = x
+        if cfg.channels > cfg.image_channels:
+            z = torch.cat([x, x.new_zeros(x.shape[0], cfg.channels - cfg.image_channels, *x.shape[2:])], dim=1)
+        p = cfg.kernel_size // 2
+        for i in range(len(self.weights)):
+            w = self.weights[i].to(x.dtype)
+            ws = self.scaled[i].to(x.dtype)
+            b = self.biases[i].to(x.dtype).view(1, -1, 1, 1)
+            if cfg.noise_conditional:
+                b = b + s.view(-1, 1, 1, 1) * self.bias_sigmas[i].to(x.dtype).view(1, -1, 1, 1)
+            if cfg.integrator == "euler":
+                z = z - F.conv_transpose2d(self.act(F.conv2d(z, w, padding=p) + b), ws, padding=p)
+            else:
+                h = self.h[i]
+                g = lambda v: F.conv_transpose2d(self.act(F.conv2d(v, w, padding=p) + b), w, padding=p)  # noqa: E731
+                if cfg.integrator == "heun":
+                    k1 = g(z)
+                    k2 = g(z - h * k1)
+                    z = z - 0.5 * h * (k1 + k2)
+                else:
+                    k1 = g(z)
+                    k2 = g(z - 0.5 * h * k1)
+                    k3 = g(z - 0.5 * h * k2)
+                    k4 = g(z - h * k3)
+                    z = z - (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+        out = z[:, : cfg.image_channels]
+        if cfg.theta != 1.0:
+            out = (1.0 - cfg.theta) * x + cfg.theta * out
+        return out

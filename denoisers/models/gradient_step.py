@@ -1,0 +1,217 @@
+"""Gradient-step blocks: explicit Runge-Kutta steps of the gradient flow of a convex potential.
+
+The potential is ``phi(x) = sum_j Psi(W x + b)_j`` with ``Psi' = sigma`` monotone and
+``L_sigma``-Lipschitz, so ``grad phi(x) = W^T sigma(W x + b)`` is ``L_sigma ||W||^2``-Lipschitz
+and co-coercive (Baillon-Haddad). The flow is ``x' = -W^T sigma(W x + b)``.
+
+Explicit Euler, ``x <- x - h W^T sigma(W x + b)``: with ``beta = L_sigma ||W||^2`` and
+``h beta < 2`` the map ``I - h grad phi`` is ``alpha``-averaged with ``alpha = h beta / 2``
+(``I - (2/beta) grad phi`` is non-expansive by co-coercivity, and
+``I - h grad phi = (1 - alpha) I + alpha (I - (2/beta) grad phi)``).
+
+Heun and RK4 steps are non-expansive when ``h beta <= 2`` (their circle-contractivity radius is 1);
+we certify them as non-expansive only (``alpha = 1``) and rely on the network's final
+relaxation for averagedness.
+
+Spectral-norm enforcement during training (adaptive step, no projection of the weights): a
+warm-started power iteration on ``W^T W`` (circular padding on a ``power_size`` grid; the
+singular vector persists between steps as a buffer) estimates ``||W||^2``; the step is
+``h = 2 alpha_target / (L_sigma * estimate)``, differentiable in ``W``. After training,
+:meth:`GradientStepConv.freeze` re-derives ``h`` from a certified *upper bound* of ``||W||``
+(:func:`conv_opnorm_upper_bound`), so the frozen block is certified.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from denoisers.layers.conv_bounds import conv_opnorm_upper_bound
+
+__all__ = ["GradientStepConv", "make_activation", "ACTIVATIONS"]
+
+ACTIVATIONS = ("relu", "leaky_relu")
+INTEGRATORS = ("euler", "heun", "rk4")
+
+
+def make_activation(name: str, *, negative_slope: float = 0.01) -> tuple[nn.Module, float]:
+    """Return ``(sigma, L_sigma)`` for a monotone Lipschitz activation."""
+    if name == "relu":
+        return nn.ReLU(), 1.0
+    if name == "leaky_relu":
+        if not (0.0 <= negative_slope <= 1.0):
+            raise ValueError(f"negative_slope must be in [0, 1], got {negative_slope!r}")
+        return nn.LeakyReLU(negative_slope), 1.0
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+class GradientStepConv(nn.Module):
+    """One Runge-Kutta step ``x <- x - h W^T sigma(W x + b)`` with a 3x3 (or k x k) convolution.
+
+    Parameters
+    ----------
+    channels: state channels ``C`` (input and output).
+    hidden: channels of ``W x`` (``W: C -> hidden``).
+    kernel_size: odd kernel size; zero padding keeps the size, and ``W^T`` is the exact adjoint
+        (``conv_transpose2d`` with the same padding).
+    alpha_target: per-step averagedness the step size aims for (Euler), in (0, 1).
+    integrator: "euler", "heun" or "rk4".
+    noise_conditional: if True, ``b = b0 + sigma * b1``: the noise level shifts biases only, so the
+        certificate holds for every noise level.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        hidden: int,
+        *,
+        kernel_size: int = 3,
+        alpha_target: float = 0.95,
+        activation: str = "relu",
+        integrator: Literal["euler", "heun", "rk4"] = "euler",
+        noise_conditional: bool = False,
+        power_size: int = 32,
+    ) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1 or kernel_size < 1:
+            raise ValueError(f"kernel_size must be odd and positive, got {kernel_size!r}")
+        if not (0.0 < alpha_target < 1.0):
+            raise ValueError(f"alpha_target must be in (0, 1), got {alpha_target!r}")
+        if integrator not in INTEGRATORS:
+            raise ValueError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
+        self.channels = int(channels)
+        self.hidden = int(hidden)
+        self.kernel_size = int(kernel_size)
+        self.alpha_target = float(alpha_target)
+        self.integrator = integrator
+        self.activation_name = activation
+        self.act, self.lip_act = make_activation(activation)
+        self.noise_conditional = bool(noise_conditional)
+        self.power_size = int(power_size)
+        fan_in = channels * kernel_size * kernel_size
+        self.weight = nn.Parameter(torch.randn(hidden, channels, kernel_size, kernel_size) / math.sqrt(fan_in))
+        self.bias = nn.Parameter(torch.zeros(hidden))
+        if self.noise_conditional:
+            self.bias_sigma = nn.Parameter(torch.zeros(hidden))
+        # Warm-started power iteration vector (persists between steps and in checkpoints).
+        u = torch.randn(1, channels, power_size, power_size)
+        self.register_buffer("power_u", u / u.norm())
+        self.register_buffer("norm_sq_estimate", torch.tensor(float("nan")))
+        # Frozen step size (NaN while training: step derived from the estimate).
+        self.register_buffer("h_frozen", torch.tensor(float("nan")))
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def frozen(self) -> bool:
+        return bool(torch.isfinite(self.h_frozen))
+
+    def _circ(self, x: torch.Tensor, weight: torch.Tensor, transpose: bool) -> torch.Tensor:
+        p = self.kernel_size // 2
+        if transpose:
+            # adjoint of circular conv = circular correlation with the flipped, transposed kernel
+            w = weight.flip(-1, -2).transpose(0, 1)
+        else:
+            w = weight
+        return F.conv2d(F.pad(x, (p, p, p, p), mode="circular"), w)
+
+    @torch.no_grad()
+    def power_iteration(self, iters: int = 1) -> None:
+        """Advance the warm-started power iteration on ``W^T W`` by ``iters`` steps."""
+        w = self.weight.detach()
+        u = self.power_u.to(w.dtype)
+        for _ in range(iters):
+            v = self._circ(self._circ(u, w, False), w, True)
+            u = v / v.norm().clamp_min(1e-30)
+        self.power_u.copy_(u)
+
+    def norm_sq_current(self) -> torch.Tensor:
+        """``||W u||^2`` with the current (detached) singular vector: differentiable in ``W``."""
+        u = self.power_u.to(self.weight.dtype)
+        return self._circ(u, self.weight, False).pow(2).sum()
+
+    def step_size(self) -> torch.Tensor:
+        """The step ``h`` in use: frozen, or ``2 alpha_target / (L_sigma * estimate)``."""
+        if self.frozen:
+            return self.h_frozen.to(self.weight.dtype)
+        if self.training:
+            self.power_iteration(1)
+        nsq = self.norm_sq_current()
+        self.norm_sq_estimate.copy_(nsq.detach())
+        return 2.0 * self.alpha_target / (self.lip_act * nsq)
+
+    # ----------------------------------------------------------------------------------------
+    def grad_potential(self, x: torch.Tensor, sigma: torch.Tensor | None, weight: torch.Tensor) -> torch.Tensor:
+        p = self.kernel_size // 2
+        b = self.bias.to(x.dtype).view(1, -1, 1, 1)
+        if self.noise_conditional:
+            if sigma is None:
+                raise ValueError("this block is noise-conditional: sigma is required")
+            b = b + sigma.to(x.dtype).view(-1, 1, 1, 1) * self.bias_sigma.to(x.dtype).view(1, -1, 1, 1)
+        z = self.act(F.conv2d(x, weight, padding=p) + b)
+        return F.conv_transpose2d(z, weight, padding=p)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.step_size().to(x.dtype)
+        w = self.weight.to(x.dtype)
+        g = lambda v: self.grad_potential(v, sigma, w)  # noqa: E731
+        if self.integrator == "euler":
+            return x - h * g(x)
+        if self.integrator == "heun":
+            k1 = g(x)
+            k2 = g(x - h * k1)
+            return x - 0.5 * h * (k1 + k2)
+        k1 = g(x)
+        k2 = g(x - 0.5 * h * k1)
+        k3 = g(x - 0.5 * h * k2)
+        k4 = g(x - h * k3)
+        return x - (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+    # ----------------------------------------------------------------------------------------
+    def norm_upper_bound(self, *, grid: int = 64) -> float:
+        """Certified upper bound of ``||W||`` for every image size (zero or circular padding)."""
+        key = (self.weight.data_ptr(), self.weight._version, grid)
+        cached = getattr(self, "_ub_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        ub = conv_opnorm_upper_bound(self.weight, grid=grid).bound
+        self._ub_cache = (key, ub)
+        return ub
+
+    @torch.no_grad()
+    def freeze(self, *, grid: int = 64) -> None:
+        """Fix ``h = 2 alpha_target / (L_sigma * ub^2)`` from the certified upper bound ``ub``."""
+        ub = self.norm_upper_bound(grid=grid)
+        h = 2.0 * self.alpha_target / (self.lip_act * ub * ub)
+        # store in float32 rounded *down* so that h * beta <= 2 alpha_target holds exactly
+        h32 = torch.tensor(h, dtype=torch.float32)
+        if float(h32) > h:
+            h32 = torch.nextafter(h32, torch.tensor(0.0, dtype=torch.float32))
+        self.h_frozen.copy_(h32)
+
+    @torch.no_grad()
+    def unfreeze(self) -> None:
+        self.h_frozen.fill_(float("nan"))
+
+    def step_alpha(self, *, grid: int = 64) -> tuple[float, float, float]:
+        """Certified ``(alpha, ||W|| upper bound, h)`` of this step with the step size in use.
+
+        Euler: ``alpha = h L ub^2 / 2`` (must be < 1). Heun/RK4: ``alpha = 1`` (non-expansive)
+        when ``h L ub^2 <= 2``. Raises if the step is not certified non-expansive.
+        """
+        ub = self.norm_upper_bound(grid=grid)
+        if self.frozen:
+            h = float(self.h_frozen)
+        else:
+            with torch.no_grad():
+                was = self.training
+                self.eval()
+                h = float(self.step_size())
+                self.train(was)
+        prod = h * self.lip_act * ub * ub
+        if self.integrator == "euler":
+            return prod / 2.0, ub, h
+        return (1.0 if prod <= 2.0 else float("inf")), ub, h
