@@ -154,7 +154,7 @@ class FFTBlur(LinearPhysics):
         >>> op = FFTBlur(torch.ones(3, 3) / 9)
         >>> x = torch.zeros(1, 1, 8, 8); x[0, 0, 4, 4] = 1.0
         >>> y = op.A(x)                      # 3x3 box around (4, 4)
-        >>> float(y.sum()), op.opnorm(image_size=(8, 8))
+        >>> round(float(y.sum()), 6), round(op.opnorm(image_size=(8, 8)), 6)
         (1.0, 1.0)
     """
 
@@ -228,7 +228,13 @@ class FFTBlur(LinearPhysics):
             raise ValueError(
                 f"kernel holds {kc} per-channel kernels but {name} has {x.shape[1]} channels"
             )
-        if self.check_finite and not bool(torch.isfinite(x).all()):
+        # A sum is NaN/Inf whenever an entry is, and is ~10x cheaper than isfinite().all();
+        # the full test only runs to rule out an overflowing sum of finite entries.
+        if (
+            self.check_finite
+            and not bool(torch.isfinite(x.sum()))
+            and not bool(torch.isfinite(x).all())
+        ):
             raise NonFiniteInputError(f"{name} holds NaN or Inf values")
         return x
 

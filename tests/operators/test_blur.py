@@ -326,3 +326,10 @@ def test_cuda_matches_cpu() -> None:
     res = check_adjoint(op_cuda, (2, 3, 32, 33))
     assert res.passed and res.relative_error < 1e-10
     assert op_cuda.opnorm(image_size=(32, 33)) == pytest.approx(op.opnorm(image_size=(32, 33)), rel=1e-12)
+
+
+def test_finite_check_has_no_false_positive_on_overflowing_sum() -> None:
+    op = FFTBlur(torch.ones(1, 1))
+    x = torch.full((1, 1, 4, 4), 3e38, dtype=torch.float32)  # finite entries, sum overflows
+    assert torch.isinf(x.sum())
+    torch.testing.assert_close(op.A(x), x)
