@@ -332,4 +332,4 @@ def test_finite_check_has_no_false_positive_on_overflowing_sum() -> None:
     op = FFTBlur(torch.ones(1, 1))
     x = torch.full((1, 1, 4, 4), 3e38, dtype=torch.float32)  # finite entries, sum overflows
     assert torch.isinf(x.sum())
-    torch.testing.assert_close(op.A(x), x)
+    op.A(x)  # no NonFiniteInputError (the float32 FFT itself overflows here, as any would)
