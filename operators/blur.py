@@ -187,6 +187,7 @@ class FFTBlur(LinearPhysics):
         self.check_finite = bool(check_finite)
         self.register_buffer("kernel", kernel_t)
         self._spectra: OrderedDict[tuple, tuple[Tensor, Tensor]] = OrderedDict()
+        self._kernel_stamp: tuple[int, int] = (-1, -1)
         if image_size is not None:
             self._check_kernel_fits(image_size)
 
@@ -254,6 +255,12 @@ class FFTBlur(LinearPhysics):
 
     def _spectra_for(self, hw: tuple[int, int], device: Any, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         device = torch.device(device) if device is not None else self.kernel.device
+        # In-place changes of the kernel buffer (load_state_dict, kernel.copy_) bump its version:
+        # the cached spectra are then stale.
+        stamp = (self.kernel.data_ptr(), self.kernel._version)
+        if stamp != self._kernel_stamp:
+            self._spectra = OrderedDict()
+            self._kernel_stamp = stamp
         key = (hw[0], hw[1], str(device), dtype)
         hit = self._spectra.get(key)
         if hit is not None:

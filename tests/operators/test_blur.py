@@ -333,3 +333,15 @@ def test_finite_check_has_no_false_positive_on_overflowing_sum() -> None:
     x = torch.full((1, 1, 4, 4), 3e38, dtype=torch.float32)  # finite entries, sum overflows
     assert torch.isinf(x.sum())
     op.A(x)  # no NonFiniteInputError (the float32 FFT itself overflows here, as any would)
+
+
+def test_cache_follows_in_place_kernel_changes() -> None:
+    k1, k2 = _rand(3, 3, seed=40), _rand(3, 3, seed=41)
+    op = FFTBlur(k1)
+    x = _rand(1, 1, 9, 9, seed=42)
+    op.A(x)  # fills the cache
+    op.load_state_dict(FFTBlur(k2).state_dict())
+    torch.testing.assert_close(op.A(x), FFTBlur(k2).A(x))
+    with torch.no_grad():
+        op.kernel.copy_(k1[None, None])
+    torch.testing.assert_close(op.A(x), FFTBlur(k1).A(x))
