@@ -40,7 +40,9 @@ def read_image(path: str | os.PathLike[str]) -> Tensor:
         else:
             arr = np.asarray(iio.imread(p))
     except Exception as exc:  # imageio raises many kinds of errors for non-images
-        raise ValueError(f"cannot read {str(p)!r} as an image ({type(exc).__name__})") from None
+        raise ValueError(
+            f"cannot read {str(p)!r} as an image (not a readable PNG/TIFF/JPEG file)"
+        ) from None
     if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
         arr = np.moveaxis(arr, 0, -1)  # channel-first TIFF
     if arr.ndim == 2:

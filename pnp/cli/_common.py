@@ -1,0 +1,143 @@
+"""Helpers shared by ``pnp deblur`` and ``pnp denoise``: demo image, output checks, report, plot."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pnp.io import IMAGE_SUFFIXES, read_image
+
+__all__ = [
+    "check_outputs",
+    "demo_image",
+    "environment",
+    "load_input",
+    "positive_int",
+    "progress_enabled",
+    "write_plot",
+    "write_report",
+]
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def demo_image(size: int = 256) -> Tensor:
+    """scikit-image's ``camera`` (grey, 512x512), resized to ``size x size``: ``[1, 1, H, W]``."""
+    from skimage import data, transform
+
+    img = data.camera().astype(np.float64) / 255.0
+    if size != img.shape[0]:
+        img = transform.resize(img, (size, size), anti_aliasing=True, order=1)
+    return torch.from_numpy(np.clip(img, 0.0, 1.0).astype(np.float32))[None, None]
+
+
+def load_input(image: str | None, demo: bool, size: int) -> tuple[Tensor, str]:
+    """The input image and its description; exactly one of ``image`` and ``demo``."""
+    if demo and image is not None:
+        raise ValueError("give either IMAGE or --demo, not both")
+    if not demo and image is None:
+        raise ValueError("give an IMAGE path or --demo")
+    if demo:
+        return demo_image(size), f"demo: skimage.data.camera() resized to {size}x{size}"
+    return read_image(image), str(image)
+
+
+def check_outputs(args: Any) -> None:
+    """Fail early (before any computation) on existing outputs without --force."""
+    out = Path(args.out)
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"--out {str(out)!r} must end with one of {', '.join(IMAGE_SUFFIXES)}")
+    for name in ("out", "report", "plot"):
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        p = Path(value)
+        if p.exists() and not args.force:
+            raise FileExistsError(f"--{name} {str(p)!r} exists (use --force to overwrite)")
+        if not p.parent.exists():
+            raise FileNotFoundError(f"--{name}: directory {str(p.parent)!r} does not exist")
+
+
+def environment(x: Tensor) -> dict[str, Any]:
+    import deepinv
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "deepinv": deepinv.__version__,
+        "device": str(x.device),
+        "dtype": str(x.dtype).replace("torch.", ""),
+    }
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_report(path: str, report: dict[str, Any], *, force: bool) -> None:
+    p = Path(path)
+    if p.exists() and not force:
+        raise FileExistsError(f"--report {str(p)!r} exists (use --force to overwrite)")
+    p.write_text(json.dumps(_clean(report), indent=2) + "\n")
+
+
+def write_plot(path: str, residual: Tensor, psnr: Tensor | None, *, title: str, force: bool) -> None:
+    """Residual (log scale) and PSNR against iteration (first image of the batch)."""
+    p = Path(path)
+    if p.exists() and not force:
+        raise FileExistsError(f"--plot {str(p)!r} exists (use --force to overwrite)")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ncols = 2 if psnr is not None else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 3.6), squeeze=False)
+    its = np.arange(1, residual.shape[0] + 1)
+    ax = axes[0, 0]
+    ax.semilogy(its, residual[:, 0].clamp_min(1e-300).numpy())
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("||x_{k+1} - x_k|| / ||x_k||")
+    ax.set_title("fixed-point residual")
+    ax.grid(True, which="both", alpha=0.3)
+    if psnr is not None:
+        ax = axes[0, 1]
+        ax.plot(its, psnr[:, 0].numpy())
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("PSNR (dB)")
+        ax.set_title("PSNR")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(p, dpi=100)
+    plt.close(fig)
+
+
+def progress_enabled() -> bool:
+    """tqdm progress bars only on a terminal."""
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
