@@ -17,6 +17,7 @@ from pnp.io import IMAGE_SUFFIXES, read_image
 
 __all__ = [
     "check_outputs",
+    "check_source",
     "demo_image",
     "environment",
     "load_input",
@@ -50,12 +51,17 @@ def demo_image(size: int = 256) -> Tensor:
     return torch.from_numpy(np.clip(img, 0.0, 1.0).astype(np.float32))[None, None]
 
 
-def load_input(image: str | None, demo: bool, size: int) -> tuple[Tensor, str]:
-    """The input image and its description; exactly one of ``image`` and ``demo``."""
+def check_source(image: str | None, demo: bool) -> None:
+    """Exactly one of ``IMAGE`` and ``--demo``."""
     if demo and image is not None:
         raise ValueError("give either IMAGE or --demo, not both")
     if not demo and image is None:
         raise ValueError("give an IMAGE path or --demo")
+
+
+def load_input(image: str | None, demo: bool, size: int) -> tuple[Tensor, str]:
+    """The input image and its description; exactly one of ``image`` and ``demo``."""
+    check_source(image, demo)
     if demo:
         return demo_image(size), f"demo: skimage.data.camera() resized to {size}x{size}"
     return read_image(image), str(image)

@@ -18,6 +18,7 @@ import torch
 
 from pnp.cli._common import (
     check_outputs,
+    check_source,
     environment,
     load_input,
     positive_int,
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--blurred needs an IMAGE (the observation), not --demo")
     if args.blurred and args.kernel is None:
         raise ValueError("--blurred needs --kernel (the kernel file or spec)")
+    check_source(args.image, args.demo)
     check_outputs(args)
     kernel_spec = args.kernel or DEFAULT_KERNEL
 

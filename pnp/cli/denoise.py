@@ -15,7 +15,14 @@ from typing import Any
 
 import torch
 
-from pnp.cli._common import check_outputs, environment, load_input, positive_int, write_report
+from pnp.cli._common import (
+    check_outputs,
+    check_source,
+    environment,
+    load_input,
+    positive_int,
+    write_report,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -56,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     sigma = args.noise if args.sigma is None else args.sigma
     if not (math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"--sigma (default --noise) must be > 0, got {sigma!r}")
+    check_source(args.image, args.demo)
     check_outputs(args)
     image, source = load_input(args.image, args.demo, args.size)
     denoiser = pnp.get_denoiser(args.denoiser)
