@@ -338,7 +338,10 @@ class PnPSolver:
         with torch.no_grad():
             x_old = self.x
             x_new = self._update()
-            if not bool(torch.isfinite(x_new).all()):
+            diff = _per_image_norm(x_new - x_old)
+            # x_old is finite, so a non-finite x_new shows in diff; confirm (norm overflow)
+            finite = bool(torch.isfinite(diff).all()) or bool(torch.isfinite(x_new).all())
+            if not finite:
                 self._stopped = True
                 self.converged = False
                 self.stop_reason = (
@@ -346,7 +349,7 @@ class PnPSolver:
                     f"returned the last finite iterate (iteration {self.iteration})"
                 )
                 return None
-            res = _per_image_norm(x_new - x_old) / _per_image_norm(x_old).clamp_min(_EPS)
+            res = diff / _per_image_norm(x_old).clamp_min(_EPS)
             self.x = x_new
             self.iteration += 1
             self._residuals.append(res.tolist())
