@@ -93,12 +93,16 @@ def get_denoiser(name: str) -> Callable[..., Tensor]:
         return QuadraticProxDenoiser()
     import denoisers
 
+    unknown = f"unknown denoiser {name!r}; known denoisers: {', '.join(available_denoisers())}"
     load = getattr(denoisers, "load", None)
-    if callable(load) and name in _zoo_names():
+    if not callable(load):
+        raise ValueError(unknown)
+    if callable(getattr(denoisers, "available", None)) and name not in _zoo_names():
+        raise ValueError(unknown)
+    try:
         return load(name)
-    raise ValueError(
-        f"unknown denoiser {name!r}; known denoisers: {', '.join(available_denoisers())}"
-    )
+    except (KeyError, FileNotFoundError) as exc:
+        raise ValueError(f"{unknown} ({exc})") from None
 
 
 def make_blur(kernel: Any) -> Any:
