@@ -13,9 +13,10 @@ error bound ``||x_k - x*||_inf <= r / (1 - mu^+)`` follows from
 ``||x - x*|| <= ||x - G(x)|| + ||G(x) - G(x*)|| <= a r + rho ||x - x*||`` with ``G`` the averaged map.
 
 Anderson acceleration (type II, memory ``m``) on the averaged map ``G`` is optional. It carries
-no contraction guarantee, so it is safeguarded: the best iterate is kept, and if the residual
-grows above ``10 x`` the best one seen, the solver restarts plain averaged iterations from the
-best iterate for the rest of the budget.
+no contraction guarantee, so it is safeguarded per sample: the best iterate is kept; when a
+sample's residual grows above ``100 x`` its best one, that sample goes back to its best iterate and
+the memory is cleared (restart); after 3 such failures the sample continues with plain averaged
+(contractive) steps for the rest of the budget.
 
 Backward (implicit differentiation). With ``x* = f(x*; z, theta)`` and ``J = df/dx`` at ``x*``,
 ``dL/d(z, theta) = w^T df/d(z, theta)`` where ``w`` solves the adjoint fixed point
@@ -46,7 +47,8 @@ class FixedPointConfig:
     tol: absolute tolerance on the per-sample residual (l-inf forward, l1 backward).
     max_iter: budget of map evaluations per solve.
     anderson: Anderson memory (0 = plain average iteration).
-    anderson_reg: Tikhonov regularisation of the Anderson least-squares problem.
+    anderson_reg: relative Tikhonov regularisation of the Anderson least-squares problem
+        (times the mean squared residual norm in the memory).
     """
 
     tol: float = 1e-6
@@ -124,53 +126,61 @@ def average_iteration(
 def _anderson(f, x, fx, res, *, step, config, norm):
     N = x.shape[0]
     shape = x.shape
+    bshape = (N,) + (1,) * (x.ndim - 1)
     m = config.anderson
     Xs: list[torch.Tensor] = []  # G(x) history, flattened
     Fs: list[torch.Tensor] = []  # residual history G(x) - x, flattened
     best_x, best_r = x, res.clone()
+    plain = torch.zeros(N, dtype=torch.bool, device=x.device)  # per-sample fallback
+    strikes = torch.zeros(N, dtype=torch.long, device=x.device)
     it = 1
-    plain = False
     while float(res.max()) > config.tol and it < config.max_iter:
         gx = x + step * (fx - x)
-        if plain:
+        Xs.append(gx.reshape(N, -1))
+        Fs.append((gx - x).reshape(N, -1))
+        if len(Xs) > m:
+            Xs.pop(0)
+            Fs.pop(0)
+        k = len(Fs)
+        if k == 1:
             x = gx
         else:
-            Xs.append(gx.reshape(N, -1))
-            Fs.append((gx - x).reshape(N, -1))
-            if len(Xs) > m:
-                Xs.pop(0)
-                Fs.pop(0)
-            k = len(Fs)
-            if k == 1:
-                x = gx
-            else:
-                Fm = torch.stack(Fs, dim=2)  # [N, d, k]
-                H = Fm.transpose(1, 2) @ Fm  # [N, k, k]
-                H = H + config.anderson_reg * torch.eye(k, dtype=x.dtype, device=x.device)
-                ones = torch.ones(N, k, 1, dtype=x.dtype, device=x.device)
-                try:
-                    sol = torch.linalg.solve(H, ones)
-                except RuntimeError:
-                    sol = torch.linalg.lstsq(H, ones).solution
-                alpha = sol / sol.sum(dim=1, keepdim=True)  # weights summing to 1
-                x = (torch.stack(Xs, dim=2) @ alpha).reshape(shape)
+            Fm = torch.stack(Fs, dim=2)  # [N, d, k]
+            H = Fm.transpose(1, 2) @ Fm  # [N, k, k]
+            # relative Tikhonov term (residuals shrink to ~tol, so an absolute one would dominate)
+            scale = H.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
+            H = H + (config.anderson_reg * scale)[:, None, None] * torch.eye(k, dtype=x.dtype, device=x.device)
+            ones = torch.ones(N, k, 1, dtype=x.dtype, device=x.device)
+            try:
+                sol = torch.linalg.solve(H, ones)
+            except RuntimeError:
+                sol = torch.linalg.lstsq(H, ones).solution
+            alpha = sol / sol.sum(dim=1, keepdim=True)  # weights summing to 1
+            xa = (torch.stack(Xs, dim=2) @ alpha).reshape(shape)
+            x = torch.where(plain.view(bshape), gx, xa)
         fx = f(x)
         res = _residual(fx - x, norm)
         it += 1
-        finite = bool(torch.isfinite(res).all())
-        if finite:
-            better = res < best_r
-            if bool(better.any()):
-                sel = better.view(-1, *([1] * (x.ndim - 1)))
-                best_x = torch.where(sel, x, best_x)
-                best_r = torch.where(better, res, best_r)
-        if not plain and (not finite or float(res.max()) > 10.0 * float(best_r.max())):
-            plain = True
-            x = best_x
+        # safeguard, per sample: a non-finite or 100x-worse residual sends that sample back to its
+        # best iterate (see the module docstring)
+        bad = ~torch.isfinite(res) | (res > 100.0 * best_r)
+        better = torch.isfinite(res) & (res < best_r)
+        best_x = torch.where(better.view(bshape), x, best_x)
+        best_r = torch.where(better, res, best_r)
+        if bool(bad.any()):
+            # restart: clear the memory; a sample that fails repeatedly falls back to plain steps
+            strikes = strikes + bad.long()
+            plain = plain | (strikes >= 3)
+            Xs.clear()
+            Fs.clear()
+            x = torch.where(bad.view(bshape), best_x, x)
             fx = f(x)
             res = _residual(fx - x, norm)
             it += 1
-    # return the best iterate seen (its residual is exact: it was evaluated)
+    better = torch.isfinite(res) & (res < best_r)
+    best_x = torch.where(better.view(bshape), x, best_x)
+    best_r = torch.where(better, res, best_r)
+    # return the best iterate seen per sample (its residual is exact: it was evaluated)
     r = float(best_r.max())
     return best_x, FixedPointInfo(iterations=it, residual=r, converged=r <= config.tol, step=float(step),
                                   norm=norm, accelerated=True)

@@ -139,7 +139,8 @@ class LinfImplicitNetwork(_ImplicitBase):
         self.b = nn.Parameter(lin_b.bias.detach().clone())
         self.C = nn.Parameter(lin_c.weight.detach().clone())
         self.c = nn.Parameter(lin_c.bias.detach().clone())
-        self.D = nn.Parameter(torch.zeros(p, m)) if skip else None
+        # small random D (a zero matrix has a degenerate SVD: NaN gradients of ||D||_2)
+        self.D = nn.Parameter(nn.Linear(m, p).weight.detach().clone() * 0.1) if skip else None
         self.log_eta = nn.Parameter(torch.zeros(n)) if weighted else None
 
     @property
@@ -214,7 +215,7 @@ class LinfImplicitNetwork(_ImplicitBase):
         linf = norm_inf(Cp) * norm_inf(Bp) * g + norm_inf(D)
         l2inf = norm_inf(Cp) * norm_2_to_inf(Bp) * g + norm_2_to_inf(D)
         conv_b = math.sqrt(self.out_features) * l2inf
-        if float(mu1) < 1.0:
+        if float(mu1.detach()) < 1.0:
             interp = (torch.linalg.matrix_norm(Cp, ord=2) * torch.linalg.matrix_norm(Bp, ord=2)
                       / torch.sqrt((1.0 - mu) * (1.0 - mu1)) + torch.linalg.matrix_norm(D, ord=2))
             l2 = torch.minimum(conv_b, interp)
@@ -305,7 +306,7 @@ class ConvLinfImplicitNetwork(_ImplicitBase):
         self.b = nn.Parameter(conv_b.bias.detach().clone())
         self.C = nn.Parameter(conv_c.weight.detach().clone())
         self.c = nn.Parameter(conv_c.bias.detach().clone())
-        self.D = nn.Parameter(torch.zeros(co, ci, k, k)) if skip else None
+        self.D = nn.Parameter(nn.Conv2d(ci, co, k).weight.detach().clone() * 0.1) if skip else None
 
     @property
     def A(self) -> torch.Tensor:
@@ -373,7 +374,7 @@ class ConvLinfImplicitNetwork(_ImplicitBase):
 
         l2inf = conv_kernel_norm_inf(C) * row_l2(B) * g + row_l2(D)
         out = {"linf": linf, "l2_to_linf": l2inf, "mu": mu, "mu_1": mu1}
-        if float(mu1) < 1.0:
+        if float(mu1.detach()) < 1.0:
             def schur(W: torch.Tensor) -> torch.Tensor:
                 return torch.sqrt(conv_kernel_norm_1(W) * conv_kernel_norm_inf(W))
 
