@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output directory (created if missing)")
     p.add_argument("--epochs", type=_positive_int, default=None,
-                   help="training epochs per model (default: 60, or 4 with --quick)")
+                   help="training epochs per model (default: 40, or 4 with --quick)")
     p.add_argument("--seed", type=_int, default=0, help="seed of initialisation and batch order (default 0)")
     p.add_argument("--quick", action="store_true",
                    help="small models, 120 test images, 5-step PGD with 1 restart (seconds)")
