@@ -2,6 +2,41 @@
 
 from denoisers.certificate import Certificate, LayerBound, compose_alpha, compose_alpha_pair, relax_alpha
 from denoisers.classical import QuadraticProxDenoiser, TVDenoiser
+from denoisers.checkpoint import CheckpointError
+from denoisers.estimate import (
+    Estimate,
+    adversarial_averagedness,
+    adversarial_lipschitz,
+    averagedness_ratio,
+    jacobian_spectral_norm,
+)
+from denoisers.models import AveragedConfig, AveragedResNet, ExportedAveragedResNet, GradientStepConv
+from denoisers.serialize import load_denoiser, save_denoiser
+from denoisers.zoo import PerChannel, ScaledDenoiser, ZooFamily, available, load
 
-__all__ = ["Certificate", "LayerBound", "compose_alpha", "compose_alpha_pair", "relax_alpha",
-           "QuadraticProxDenoiser", "TVDenoiser"]
+__all__ = [
+    "AveragedConfig",
+    "AveragedResNet",
+    "Certificate",
+    "CheckpointError",
+    "Estimate",
+    "ExportedAveragedResNet",
+    "GradientStepConv",
+    "LayerBound",
+    "PerChannel",
+    "QuadraticProxDenoiser",
+    "ScaledDenoiser",
+    "TVDenoiser",
+    "ZooFamily",
+    "adversarial_averagedness",
+    "adversarial_lipschitz",
+    "available",
+    "averagedness_ratio",
+    "compose_alpha",
+    "compose_alpha_pair",
+    "jacobian_spectral_norm",
+    "load",
+    "load_denoiser",
+    "relax_alpha",
+    "save_denoiser",
+]

@@ -1,0 +1,196 @@
+"""The weight zoo: shipped, certified denoisers, loadable by name without any download.
+
+``available()`` lists the names; ``load(name)`` returns a deepinv-compatible denoiser
+``D(x, sigma)`` with a ``.certificate`` (at least ``lipschitz_bound`` and ``alpha``) and
+``.metadata`` (``noise_levels``: the range of levels it serves).
+
+Serving other noise levels. A network ``N`` trained at level ``s0`` serves level ``s`` by
+conjugation with a scaling, ``D_s(x) = N(c x) / c`` with ``c = s0 / s``: the noise of ``c x`` has
+level ``s0``. If ``N = (1 - alpha) I + alpha R`` with ``R`` non-expansive then
+``D_s = (1 - alpha) I + alpha R_c`` with ``R_c(x) = R(c x) / c`` non-expansive, so ``D_s`` keeps
+the certificate of ``N`` for every ``s``. The family name (e.g. ``"rk-averaged"``) picks, per
+image, the shipped network whose training level is nearest (in log scale) and rescales.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from denoisers.certificate import Certificate
+from denoisers.serialize import load_denoiser
+
+__all__ = ["available", "load", "weights_dir", "ScaledDenoiser", "ZooFamily", "PerChannel"]
+
+_WEIGHTS = Path(__file__).resolve().parent / "weights"
+FAMILY = "rk-averaged"
+
+
+def weights_dir() -> Path:
+    return _WEIGHTS
+
+
+def _model_files() -> dict[str, Path]:
+    if not _WEIGHTS.is_dir():
+        return {}
+    return {p.name[: -len(".safetensors")]: p for p in sorted(_WEIGHTS.glob("*.safetensors"))}
+
+
+def available() -> list[str]:
+    """Names that :func:`load` accepts: each shipped network, and the family name when any exist."""
+    files = _model_files()
+    names = sorted(files)
+    if any(n.startswith(FAMILY + "-") for n in names):
+        names = [FAMILY, *names]
+    return names
+
+
+def _sigma_vec(sigma: Any, batch: int, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(sigma, torch.Tensor):
+        s = sigma.detach().to(device=like.device, dtype=like.dtype).flatten()
+        s = s.expand(batch) if s.numel() == 1 else s
+        if s.numel() != batch:
+            raise ValueError(f"sigma must be a float or a [B] tensor with B={batch}, got shape {tuple(sigma.shape)}")
+    else:
+        if sigma is None:
+            raise ValueError("sigma is required")
+        s = torch.full((batch,), float(sigma), device=like.device, dtype=like.dtype)
+    if not torch.isfinite(s).all() or (s <= 0).any():
+        raise ValueError(f"sigma must be finite and > 0, got {s.tolist()}")
+    return s
+
+
+class ScaledDenoiser(nn.Module):
+    """``D(x, s) = N(c x, s0) / c`` with ``c = s0 / s`` (see module docstring): one network trained
+    at ``s0`` serves every level, with the network's certificate."""
+
+    def __init__(self, net: nn.Module, train_sigma: float) -> None:
+        super().__init__()
+        if not train_sigma > 0:
+            raise ValueError(f"train_sigma must be > 0, got {train_sigma!r}")
+        self.net = net
+        self.train_sigma = float(train_sigma)
+        self.metadata = dict(getattr(net, "metadata", {}))
+
+    @property
+    def certificate(self) -> Certificate:
+        return self.net.certificate
+
+    def forward(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
+        s = _sigma_vec(sigma, x.shape[0], x)
+        c = (self.train_sigma / s).view(-1, 1, 1, 1)
+        return self.net(x * c, self.train_sigma) / c
+
+
+class PerChannel(nn.Module):
+    """Apply a grey-level denoiser to each channel separately (keeps the certificate: the map is
+    block-diagonal with identical averaged blocks)."""
+
+    def __init__(self, denoiser: nn.Module) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+        self.metadata = dict(getattr(denoiser, "metadata", {}))
+
+    @property
+    def certificate(self) -> Certificate:
+        return self.denoiser.certificate
+
+    def forward(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
+        b, c = x.shape[:2]
+        if c == 1:
+            return self.denoiser(x, sigma)
+        if isinstance(sigma, torch.Tensor) and sigma.numel() > 1:
+            sigma = sigma.flatten().repeat_interleave(c)
+        y = self.denoiser(x.reshape(b * c, 1, *x.shape[2:]), sigma)
+        return y.reshape(b, c, *x.shape[2:])
+
+
+class ZooFamily(nn.Module):
+    """All shipped networks of a family; each image is denoised by the network whose training
+    level is nearest to its ``sigma`` (log scale), rescaled (:class:`ScaledDenoiser`).
+
+    Certificate: for each ``sigma`` the map is one member's rescaled network, so the family is
+    certified with the largest ``alpha`` and Lipschitz bound among its members.
+    """
+
+    def __init__(self, members: list[ScaledDenoiser]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("a zoo family needs at least one network")
+        self.members = nn.ModuleList(sorted(members, key=lambda m: m.train_sigma))
+        self.levels = [m.train_sigma for m in self.members]
+        self.metadata = {
+            "family": FAMILY,
+            "members": [m.metadata.get("name") for m in self.members],
+            "train_sigmas": self.levels,
+            "noise_levels": [2.55 / 255, 50 / 255],
+        }
+
+    @property
+    def certificate(self) -> Certificate:
+        certs = [m.certificate for m in self.members]
+        alphas = [c.alpha for c in certs]
+        alpha = None if any(a is None for a in alphas) else max(alphas)  # type: ignore[type-var]
+        return Certificate(
+            lipschitz_bound=max(c.lipschitz_bound for c in certs),
+            alpha=alpha,
+            method="per-level choice among certified networks (each rescaled); worst member's certificate",
+            layers=tuple(layer for c in certs for layer in c.layers),
+            notes="; ".join(c.notes for c in certs if c.notes),
+            exact=all(c.exact for c in certs),
+        )
+
+    def forward(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
+        s = _sigma_vec(sigma, x.shape[0], x)
+        logs = torch.tensor([math.log(v) for v in self.levels], dtype=s.dtype, device=s.device)
+        idx = (torch.log(s).view(-1, 1) - logs.view(1, -1)).abs().argmin(dim=1)
+        out = torch.empty_like(x)
+        for j in idx.unique().tolist():
+            sel = (idx == j).nonzero().flatten()
+            out[sel] = self.members[j](x[sel], s[sel])
+        return out
+
+
+def _load_member(path: Path, name: str) -> ScaledDenoiser:
+    net = load_denoiser(path)
+    net.metadata["name"] = name
+    for p in net.parameters():
+        p.requires_grad_(False)
+    sigma = float(net.metadata.get("sigma", 0.0))
+    if net.config.noise_conditional:
+        # a conditional network serves its training range directly; rescale only outside it
+        lo, hi = net.metadata.get("noise_levels", [sigma, sigma])
+        sigma = math.sqrt(lo * hi)
+    wrapped = ScaledDenoiser(net, sigma)
+    wrapped.metadata.update({"name": name, "noise_levels": [2.55 / 255, 50 / 255], "train_sigma": sigma})
+    return wrapped
+
+
+def load(name: str, *, device: str | torch.device | None = None) -> nn.Module:
+    """Load a shipped denoiser by name (see :func:`available`) or a checkpoint by path.
+
+    Grey-level networks applied to colour images act per channel (:class:`PerChannel`).
+    """
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(f"name must be a string or a path, got {type(name).__name__}")
+    files = _model_files()
+    sname = str(name)
+    if sname == FAMILY and any(n.startswith(FAMILY + "-") for n in files):
+        model: nn.Module = ZooFamily([_load_member(p, n) for n, p in files.items() if n.startswith(FAMILY + "-")])
+    elif sname in files:
+        model = _load_member(files[sname], sname)
+    elif sname.endswith(".safetensors") or Path(sname).exists():
+        model = _load_member(Path(sname), Path(sname).stem)
+    else:
+        known = ", ".join(available()) or "(no shipped weights)"
+        raise ValueError(f"unknown denoiser {sname!r}; available: {known}")
+    model = PerChannel(model)
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model
