@@ -3,6 +3,7 @@
 from denoisers.certificate import Certificate, LayerBound, compose_alpha, compose_alpha_pair, relax_alpha
 from denoisers.classical import QuadraticProxDenoiser, TVDenoiser
 from denoisers.checkpoint import CheckpointError
+from denoisers.implicit import ConvLinfImplicitNetwork, ImplicitCertificate, LinfImplicitNetwork
 from denoisers.estimate import (
     Estimate,
     adversarial_averagedness,
@@ -19,10 +20,13 @@ __all__ = [
     "AveragedResNet",
     "Certificate",
     "CheckpointError",
+    "ConvLinfImplicitNetwork",
     "Estimate",
     "ExportedAveragedResNet",
     "GradientStepConv",
+    "ImplicitCertificate",
     "LayerBound",
+    "LinfImplicitNetwork",
     "PerChannel",
     "QuadraticProxDenoiser",
     "ScaledDenoiser",
