@@ -56,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--solver", choices=("fbs", "hqs", "admm"), default="fbs")
     p.add_argument("--sigma", type=float, default=None, help="denoiser sigma (default: rule)")
     p.add_argument("--gamma", type=float, default=None, help="step size (default 1/||A||^2)")
-    p.add_argument("--max-iter", type=positive_int, default=100, help="default 100")
+    p.add_argument("--max-iter", type=positive_int, default=150, help="default 150")
     p.add_argument("--tol", type=float, default=1e-4, help="stop when residual < tol (1e-4)")
     p.add_argument("--out", required=True, help="restored image (.png/.tif/.jpg)")
     p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="output bit depth")
