@@ -85,7 +85,7 @@ def adversarial_lipschitz(
     for _ in range(steps):
         dx = _call(denoiser, x, sigma) - _call(denoiser, x + d, sigma)
         ratio = dx.flatten(1).norm(dim=1) / d.flatten(1).norm(dim=1).clamp_min(1e-12)
-        best = max(best, float(ratio.max()))
+        best = max(best, float(ratio.detach().max()))
         opt.zero_grad()
         (-ratio.sum()).backward()
         opt.step()
@@ -123,7 +123,7 @@ def adversarial_averagedness(
     best = 0.0
     for _ in range(steps):
         ratio = averagedness_ratio(denoiser, x, x + d, alpha, sigma)
-        best = max(best, float(ratio.max()))
+        best = max(best, float(ratio.detach().max()))
         opt.zero_grad()
         (-ratio.sum()).backward()
         opt.step()

@@ -37,6 +37,9 @@ def load_denoiser(path: str | os.PathLike, *, map_location: str | torch.device |
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: bad architecture metadata ({exc})") from None
     net = AveragedResNet(cfg)
+    w0 = tensors.get("blocks.0.weight")
+    if w0 is not None and w0.is_floating_point():
+        net.to(w0.dtype)  # keep the stored precision (the certificate is computed from these weights)
     try:
         net.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
