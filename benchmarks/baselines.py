@@ -1,0 +1,276 @@
+r"""Denoisers and baselines for the benchmarks, resolved by name.
+
+Denoiser names accepted by :func:`resolve_denoiser` (and ``pnp bench deblur --denoiser``):
+
+* ``tv``, ``quadratic``: the classical certified prox denoisers (:mod:`denoisers.classical`);
+* ``bm3d``: BM3D (the ``bm3d`` package; CBM3D ``bm3d_rgb`` for colour) -- **no certificate**,
+  so every PnP run with it reports "no guarantee";
+* a zoo name (``denoisers.available()``; the family ``rk-averaged`` once weights ship);
+* a checkpoint path (anything :func:`denoisers.load` reads, e.g. ``model.safetensors``);
+* ``py:MODULE:CALLABLE``: ``CALLABLE()`` from an importable module must return a denoiser
+  ``D(x, sigma)``; with :func:`register_denoiser` this is **the hook for the unconstrained
+  network of the same size** (no certificate -> "no guarantee"; run it with ``--max-iter 1000``
+  to see whether the loop still converges). Checkpoints that :func:`denoisers.load` cannot read
+  (e.g. a plain ``state_dict``) go through a registered factory or a ``py:`` factory;
+* ``wiener`` / ``tikhonov``: closed-form baselines, not denoisers: the exact minimisers (one FFT
+  division, circular blur with transfer function ``K``)::
+
+      wiener:    x = argmin 1/2 ||A x - y||^2 + lambda/2 ||grad x||^2
+                   = F^-1( conj(K) F y / (|K|^2 + lambda * Lambda) )   (Lambda: circular Laplacian)
+      tikhonov:  x = argmin 1/2 ||A x - y||^2 + lambda/2 ||x||^2
+                   = F^-1( conj(K) F y / (|K|^2 + lambda) )
+
+  (``wiener`` is the Wiener filter for a ``1 / Lambda`` image power spectrum); ``lambda`` comes
+  from the protocol's parameter rule.
+
+:func:`run_deepinv_pgd` runs deepinv's own PGD with the same operator, denoiser, step and
+tolerance, the cross-check of our PnP-FBS loop.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "BM3DDenoiser",
+    "CLOSED_FORM",
+    "closed_form",
+    "known_denoisers",
+    "register_denoiser",
+    "resolve_denoiser",
+    "run_deepinv_pgd",
+]
+
+#: Closed-form baselines (not denoisers; one record per problem with solver "closed-form").
+CLOSED_FORM = ("wiener", "tikhonov")
+
+_REGISTRY: dict[str, Callable[[], Any]] = {}
+
+
+def register_denoiser(name: str, factory: Callable[[], Any]) -> None:
+    """Make ``name`` resolve to ``factory()`` (e.g. an unconstrained network of the same size as
+    the certified one). ``factory`` must be importable in worker processes: register it at import
+    time of a module, or pass ``py:MODULE:CALLABLE`` as the denoiser name instead."""
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ValueError(f"name must be a non-empty string without ':', got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"factory must be callable, got {type(factory).__name__}")
+    _REGISTRY[name] = factory
+
+
+class BM3DDenoiser(nn.Module):
+    """BM3D (grey) / CBM3D (colour) from the ``bm3d`` package as ``D(x, sigma)``.
+
+    Runs on the CPU in float64, per image (``sigma`` float or ``[B]``); the output has ``x``'s
+    device and dtype. No certificate: BM3D is not known to be non-expansive, so PnP with it
+    carries no convergence guarantee.
+    """
+
+    certificate = None
+
+    def __init__(self, *, profile: str = "np") -> None:
+        super().__init__()
+        try:
+            import bm3d  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - bm3d is a dev/bench dependency
+            raise ValueError("denoiser 'bm3d' needs the bm3d package (pip install bm3d)") from exc
+        self.profile = profile
+
+    def forward(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+        import bm3d
+
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"x must have shape [B, 1 or 3, H, W], got {tuple(x.shape)}")
+        b = x.shape[0]
+        s = sigma.detach().cpu().flatten().tolist() if isinstance(sigma, Tensor) else [float(sigma)]
+        if len(s) == 1:
+            s = s * b
+        if len(s) != b:
+            raise ValueError(f"sigma must be a float or a [B] tensor with B={b}, got {len(s)} values")
+        arr = x.detach().to("cpu", torch.float64).numpy()
+        out = np.empty_like(arr)
+        for i in range(b):
+            si = max(float(s[i]), 1e-6)
+            if arr.shape[1] == 1:
+                out[i, 0] = bm3d.bm3d(arr[i, 0], sigma_psd=si, profile=self.profile)
+            else:
+                out[i] = np.moveaxis(bm3d.bm3d_rgb(np.moveaxis(arr[i], 0, -1), si, profile=self.profile), -1, 0)
+        return torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
+
+
+def known_denoisers() -> list[str]:
+    """Names :func:`resolve_denoiser` accepts without a path (plus ``py:`` factories, paths)."""
+    import pnp
+
+    names = ["tv", "quadratic", "bm3d", *CLOSED_FORM]
+    names += [n for n in pnp.available_denoisers() if n not in names]
+    names += [n for n in _REGISTRY if n not in names]
+    return names
+
+
+def _load_factory(spec: str) -> Any:
+    parts = spec.split(":")
+    if len(parts) != 3 or not parts[1] or not parts[2]:
+        raise ValueError(f"denoiser {spec!r} must look like 'py:MODULE:CALLABLE'")
+    try:
+        module = importlib.import_module(parts[1])
+    except ImportError as exc:
+        raise ValueError(f"denoiser {spec!r}: cannot import module {parts[1]!r} ({exc})") from None
+    factory = getattr(module, parts[2], None)
+    if not callable(factory):
+        raise ValueError(f"denoiser {spec!r}: {parts[1]}.{parts[2]} is not a callable")
+    return factory()
+
+
+def resolve_denoiser(name: str, *, device: torch.device | str | None = None) -> Any:
+    """The denoiser ``D(x, sigma)`` called ``name`` (see module docstring), on ``device``.
+
+    Stateful denoisers (TV warm-starts its inner solver) are built fresh on every call.
+
+    :raises ValueError: closed-form names (they are not denoisers), unknown names (lists them).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"denoiser name must be a non-empty string, got {name!r}")
+    key = name.strip()
+    low = key.lower()
+    if low in CLOSED_FORM:
+        raise ValueError(f"{key!r} is a closed-form baseline, not a denoiser")
+    if key in _REGISTRY:
+        den = _REGISTRY[key]()
+    elif low == "bm3d":
+        den = BM3DDenoiser()
+    elif low.startswith("py:"):
+        den = _load_factory(key)
+    elif Path(key).expanduser().is_file():
+        import denoisers
+
+        try:
+            den = denoisers.load(str(Path(key).expanduser()))
+        except Exception as exc:
+            raise ValueError(
+                f"denoiser checkpoint {key!r} could not be loaded by denoisers.load ({exc}); for a "
+                "network of another format use 'py:MODULE:CALLABLE' or benchmarks.baselines."
+                "register_denoiser"
+            ) from None
+    else:
+        import pnp
+
+        try:
+            den = pnp.get_denoiser(key)
+        except ValueError:
+            raise ValueError(
+                f"unknown denoiser {key!r}; known: {', '.join(known_denoisers())}, a checkpoint "
+                "path, or 'py:MODULE:CALLABLE'"
+            ) from None
+    if not callable(den):
+        raise TypeError(f"denoiser {key!r} resolved to a non-callable {type(den).__name__}")
+    if isinstance(den, nn.Module):
+        den.eval()
+        if device is not None:
+            den.to(device)
+    return den
+
+
+def closed_form(y: Tensor, physics: Any, lam: float, *, kind: str) -> Tensor:
+    """The closed-form ``wiener`` / ``tikhonov`` estimate (module docstring) for circular blur."""
+    if kind not in CLOSED_FORM:
+        raise ValueError(f"kind must be one of {CLOSED_FORM}, got {kind!r}")
+    if not (np.isfinite(lam) and lam > 0):
+        raise ValueError(f"lambda must be finite and > 0, got {lam!r}")
+    from denoisers.classical import circular_laplacian_spectrum
+
+    h, w = y.shape[-2:]
+    spec = physics.spectrum((h, w), device=y.device, dtype=y.dtype)
+    power = spec.real.square() + spec.imag.square()
+    reg = circular_laplacian_spectrum(h, w, dtype=y.dtype, device=y.device) if kind == "wiener" else 1.0
+    xf = spec.conj() * torch.fft.rfft2(y) / (power + lam * reg)
+    return torch.fft.irfft2(xf, s=(h, w))
+
+
+class _Recorder(nn.Module):
+    """Wraps a denoiser: records each output's relative change, PSNR and the time between calls."""
+
+    def __init__(self, denoiser: Any, x0: Tensor, x_true: Tensor | None) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+        self.prev = x0
+        self.x_true = x_true
+        self.residual: list[float] = []
+        self.psnr: list[float] = []
+        self.times: list[float] = []
+        self.t_last = time.perf_counter()
+
+    def forward(self, x: Tensor, sigma: Any, *args: Any, **kwargs: Any) -> Tensor:
+        from pnp.metrics import psnr
+
+        out = self.denoiser(x, sigma)
+        with torch.no_grad():
+            r = (out - self.prev).flatten().norm() / self.prev.flatten().norm().clamp_min(1e-12)
+            self.residual.append(float(r))
+            if self.x_true is not None:
+                self.psnr.append(float(psnr(out, self.x_true)[0]))
+        self.prev = out
+        now = time.perf_counter()
+        self.times.append(now - self.t_last)
+        self.t_last = now
+        return out
+
+
+def run_deepinv_pgd(
+    physics: Any,
+    y: Tensor,
+    denoiser: Any,
+    *,
+    sigma: float,
+    gamma: float,
+    max_iter: int,
+    tol: float,
+    x_true: Tensor | None = None,
+) -> dict[str, Any]:
+    """deepinv's ``optim_builder("PGD")`` with ``PnP(denoiser)``, ``L2()``, ``stepsize=gamma``,
+    ``g_param=sigma``, early stop on deepinv's relative residual ``< tol``.
+
+    Returns ``x``, ``iterations`` (denoiser calls), ``residual`` / ``psnr`` per iteration (as our
+    solvers define them: ``||x_{k+1} - x_k|| / ||x_k||``) and ``times`` (seconds per iteration).
+    """
+    import warnings
+
+    from deepinv.optim import optim_builder
+    from deepinv.optim.data_fidelity import L2
+    from deepinv.optim.prior import PnP
+
+    with torch.no_grad():
+        x0 = physics.A_adjoint(y)
+    rec = _Recorder(denoiser, x0, x_true)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = optim_builder(
+            "PGD", prior=PnP(rec), data_fidelity=L2(), max_iter=int(max_iter), early_stop=True,
+            crit_conv="residual", thres_conv=float(tol),
+            params_algo={"stepsize": float(gamma), "g_param": float(sigma), "lambda": 1.0},
+        )
+        rec.t_last = time.perf_counter()
+        with torch.no_grad():
+            x = model(y, physics)
+    return {
+        "x": x,
+        "iterations": len(rec.residual),
+        "residual": rec.residual,
+        "psnr": rec.psnr if x_true is not None else None,
+        "times": rec.times,
+    }
+
+
+def describe(name: str) -> str:
+    """A short label for a denoiser name (checkpoint paths by file stem)."""
+    if os.sep in name or name.endswith(".safetensors"):
+        return Path(name).stem
+    return name
