@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["method_name", "psnr_table", "method_table", "summary_markdown", "write_all", "write_csv", "write_json"]
+__all__ = ["denoise_table", "method_name", "psnr_table", "method_table", "summary_markdown", "write_all", "write_csv", "write_json"]
 
 _CSV_META = ("protocol", "seed", "device", "dtype", "torch", "deepinv")
 
@@ -254,3 +254,24 @@ def write_all(out: str | os.PathLike[str], records: list[dict[str, Any]], meta: 
     if plots and records:
         write_plots(outp, records)
     return paths
+
+
+def denoise_table(records: list[dict[str, Any]]) -> str:
+    """Markdown: mean PSNR / SSIM per denoiser (rows) and noise level (columns)."""
+    noises = sorted({r["noise"] for r in records})
+    dens = _ordered(r["denoiser"] for r in records)
+    lines = ["| denoiser | " + " | ".join(_noise_label(n) for n in noises) + " |",
+             "|---|" + "---|" * len(noises)]
+    inp = []
+    for n in noises:
+        v = [r["psnr_input"] for r in records if r["noise"] == n]
+        inp.append(f"{np.mean(v):.2f}" if v else "-")
+    lines.append("| (noisy input) | " + " | ".join(inp) + " |")
+    for d in dens:
+        cells = []
+        for n in noises:
+            v = [r for r in records if r["denoiser"] == d and r["noise"] == n]
+            cells.append(f"{np.mean([r['psnr'] for r in v]):.2f} / {np.mean([r['ssim'] for r in v]):.3f}" if v else "-")
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    n_img = len({r["image"] for r in records})
+    return f"Mean PSNR (dB) / SSIM over {n_img} image(s)\n\n" + "\n".join(lines) + "\n"
