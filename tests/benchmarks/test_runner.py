@@ -1,0 +1,265 @@
+"""The deblurring runner end to end on a tiny protocol: records and their keys, reports, the
+deepinv cross-check, closed-form baselines, resume after interruption, the command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.baselines import closed_form, register_denoiser, resolve_denoiser
+from benchmarks.calibrate import calibrate, write_calibrated
+from benchmarks.protocols import ParameterRule, Protocol, RuleEntry, load_protocol
+from benchmarks.report import psnr_table
+from benchmarks.runner import RECORD_KEYS, BenchConfig, load_records, run_benchmark, run_denoise_benchmark
+from pnp.cli import main
+
+ISSUE_KEYS = ("image", "kernel", "noise", "solver", "denoiser", "psnr", "ssim", "iterations", "converged",
+              "final_residual", "monotone", "guarantee", "time_per_iteration")
+
+
+def tiny_protocol(**changes) -> Protocol:
+    p = Protocol(
+        name="tiny",
+        description="2 small images, 2 kernels, 1 noise level, few iterations",
+        images="unused",
+        kernels=("gaussian:5:1.0", "uniform:3"),
+        noise_levels=(7.65 / 255,),
+        rule=ParameterRule(entries=(
+            RuleEntry("*", scale=1.0),
+            RuleEntry("quadratic", scale=1.4142, power=0.5),
+            RuleEntry("tv", scale=0.158, power=0.5),
+            RuleEntry("wiener", scale=2.0),
+            RuleEntry("tikhonov", scale=1.0),
+        )),
+        max_iter=6,
+        tol=1e-5,
+    )
+    return p.replace(**changes) if changes else p
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    import imageio.v3 as iio
+    from skimage import data, transform
+
+    d = tmp_path_factory.mktemp("imgs")
+    cam = transform.resize(data.camera() / 255.0, (24, 24), anti_aliasing=True)
+    ast = transform.resize(data.astronaut() / 255.0, (20, 22, 3), anti_aliasing=True)
+    iio.imwrite(d / "a_grey.png", np.round(cam * 255).astype(np.uint8))
+    iio.imwrite(d / "b_colour.png", np.round(ast * 255).astype(np.uint8))
+    return d
+
+
+def _config(images, **kw) -> BenchConfig:
+    base = dict(protocol=tiny_protocol(), denoisers=("quadratic", "wiener"), solvers=("fbs", "hqs"),
+                data=str(images), device="cpu")
+    base.update(kw)
+    return BenchConfig(**base)
+
+
+def test_tiny_protocol_end_to_end(images, tmp_path):
+    out = tmp_path / "run"
+    recs = run_benchmark(_config(images, solvers=("fbs", "hqs", "admm", "deepinv-pgd")), out)
+    # 2 images x 2 kernels x 1 noise x (quadratic x 4 solvers + wiener closed form)
+    assert len(recs) == 2 * 2 * 5
+    res = json.loads((out / "results.json").read_text())
+    meta = res["metadata"]
+    for key in ("versions", "seed", "device", "dtype", "protocol", "command", "date"):
+        assert key in meta, key
+    assert meta["protocol"]["name"] == "tiny" and meta["seed"] == 0 and meta["dtype"] == "float32"
+    for r in res["records"]:
+        for key in ISSUE_KEYS + RECORD_KEYS:
+            assert key in r, key
+        assert np.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1
+        assert r["psnr"] > r["psnr_input"] - 1.0
+        if r["solver"] == "closed-form":
+            assert r["denoiser"] == "wiener" and r["iterations"] == 0 and r["converged"] is True
+        else:
+            assert r["iterations"] == 6 and r["final_residual"] > 0
+            assert r["monotone"] is True  # averaged iterations: non-increasing residual
+            assert r["guarantee"] == "holds" and r["time_per_iteration"] > 0
+    # the deepinv PGD cross-check runs the very same iteration as our FBS
+    by = {(r["image"], r["kernel"], r["solver"], r["denoiser"]): r for r in res["records"]}
+    for (img, k, s, d), r in by.items():
+        if s == "deepinv-pgd":
+            assert r["psnr"] == pytest.approx(by[(img, k, "fbs", d)]["psnr"], abs=1e-3)
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == len(recs) and {"protocol", "seed", "device", "dtype", "torch", "deepinv"} <= set(rows[0])
+    md = (out / "summary.md").read_text()
+    assert "quadratic / fbs" in md and "wiener (closed form)" in md and "gaussian:5:1.0" in md
+    for f in ("residual_7p65.png", "psnr_7p65.png", "panel_7p65.png"):
+        assert (out / "plots" / f).is_file(), f
+
+
+def test_resume_after_interruption_gives_the_same_table(images, tmp_path):
+    cfg = _config(images)
+    full = run_benchmark(cfg, tmp_path / "full")
+    part = tmp_path / "part"
+    first = run_benchmark(cfg, part, stop_after=3)
+    assert len(first) == 3
+    with open(part / "records.jsonl", "ab") as f:  # a torn line, as a crash mid-write leaves
+        f.write(b'{"key": "a_grey.png|trunc')
+    again = run_benchmark(cfg, part)
+    assert len(again) == len(full) == len(load_records(part))
+    assert psnr_table(again) == psnr_table(full)
+    assert [r["key"] for r in again] == [r["key"] for r in full]
+    # a rerun with everything done computes nothing new
+    lines = (part / "records.jsonl").read_text().count("\n")
+    run_benchmark(cfg, part)
+    assert (part / "records.jsonl").read_text().count("\n") == lines
+
+
+def test_resume_refuses_another_protocol(images, tmp_path):
+    run_benchmark(_config(images, denoisers=("wiener",), kernels=(0,)), tmp_path / "o")
+    cfg = _config(images, denoisers=("wiener",), kernels=(0,), max_iter=3)
+    with pytest.raises(ValueError, match="another protocol"):
+        run_benchmark(cfg, tmp_path / "o")
+
+
+@pytest.mark.slow  # spawns 2 processes (~20 s on a loaded 2-core machine)
+def test_two_workers_match_one(images, tmp_path):
+    cfg = _config(images, denoisers=("quadratic",), solvers=("fbs",), kernels=(0,))
+    one = run_benchmark(cfg, tmp_path / "one")
+    two = run_benchmark(BenchConfig(**{**cfg.__dict__, "workers": 2}), tmp_path / "two")
+    assert [r["psnr"] for r in one] == pytest.approx([r["psnr"] for r in two], abs=1e-4)
+
+
+def test_closed_form_wiener_is_the_minimiser():
+    from denoisers.classical import circular_laplacian_spectrum
+    from operators import FFTBlur, gaussian_kernel
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(1, 1, 16, 18, generator=g, dtype=torch.float64)
+    op = FFTBlur(gaussian_kernel(5, 1.0))
+    lam = 0.05
+    for kind in ("wiener", "tikhonov"):
+        x = closed_form(y, op, lam, kind=kind)
+        if kind == "wiener":
+            lap = torch.fft.irfft2(torch.fft.rfft2(x) * circular_laplacian_spectrum(16, 18), s=(16, 18))
+        else:
+            lap = x
+        grad = op.A_adjoint(op.A(x) - y) + lam * lap  # gradient of the objective
+        assert float(grad.abs().max()) < 1e-10
+
+
+def test_denoiser_names_and_hooks(tmp_path):
+    x = torch.rand(1, 1, 24, 24)
+    bm = resolve_denoiser("bm3d")
+    assert bm.certificate is None
+    out = bm(x, 0.05)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert resolve_denoiser("tv").certificate.alpha == 0.5
+    calls = []
+
+    class Unconstrained(torch.nn.Module):
+        def forward(self, x, sigma):
+            calls.append(sigma)
+            return 0.9 * x
+
+    register_denoiser("unconstrained-test", Unconstrained)
+    assert isinstance(resolve_denoiser("unconstrained-test"), Unconstrained)
+    assert isinstance(resolve_denoiser("py:benchmarks.baselines:BM3DDenoiser").profile, str)
+    for bad, msg in (("nope", "unknown denoiser"), ("py:nosuchmodule:f", "cannot import"),
+                     ("wiener", "closed-form")):
+        with pytest.raises(ValueError, match=msg):
+            resolve_denoiser(bad)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="py:MODULE:CALLABLE"):
+        resolve_denoiser(str(junk))
+
+
+def test_unregistered_network_gets_no_guarantee(images, tmp_path):
+    class Shrink(torch.nn.Module):
+        def forward(self, x, sigma):
+            return 0.95 * x
+
+    register_denoiser("shrink", Shrink)
+    recs = run_benchmark(_config(images, denoisers=("shrink",), solvers=("fbs",), kernels=(1,), max_images=1),
+                         tmp_path / "o")
+    assert len(recs) == 1 and recs[0]["guarantee"] == "none"
+    assert "no certificate" in recs[0]["guarantee_reason"]
+
+
+def test_calibration_freezes_the_best_grid_point(images, tmp_path):
+    base = tiny_protocol()
+    with pytest.warns(UserWarning, match="test"):
+        calibrate(base.replace(images=str(images)), data=str(images), denoisers=("wiener",),
+                  kernels=(0,), max_images=1, factors=(1.0,))
+    new, scores = calibrate(base, data=str(images), denoisers=("quadratic", "wiener"), solvers=("fbs",),
+                            kernels=(0,), max_images=1, max_iter=3, factors=(0.5, 1.0, 2.0))
+    assert len(scores) == 6 and new.calibration is not None and new.name == "tiny-cal"
+    for den, solver in (("quadratic", "fbs"), ("wiener", "closed-form")):
+        pts = [s for s in scores if s["denoiser"] == den]
+        best = max(pts, key=lambda s: s["mean_psnr"])
+        assert best["best"] and sum(s["best"] for s in pts) == 1
+        s, _ = new.rule.parameters(den, solver=solver, noise=base.noise_levels[0], opnorm=1.0)
+        assert s == pytest.approx(best["scale"] * base.noise_levels[0] ** best["power"])
+    path, spath = write_calibrated(new, scores, tmp_path / "cal.toml", command="test")
+    again = load_protocol(path)
+    assert again == new.replace(calibration=again.calibration) and again.calibration.command == "test"
+    assert json.loads(spath.read_text())["scores"][0]["denoiser"] == "quadratic"
+
+
+def test_denoise_benchmark(images, tmp_path):
+    recs = run_denoise_benchmark(data=str(images), noise_levels=(0.1,), denoisers=("tv", "quadratic"),
+                                 out=tmp_path / "d")
+    assert len(recs) == 4
+    for r in recs:
+        assert r["psnr"] > r["psnr_input"]
+    assert "tv" in (tmp_path / "d" / "summary.md").read_text()
+    again = run_denoise_benchmark(data=str(images), noise_levels=(0.1,), denoisers=("tv", "quadratic"),
+                                  out=tmp_path / "d")
+    assert [r["psnr"] for r in again] == [r["psnr"] for r in recs]
+
+
+def _one_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    return err[0]
+
+
+def test_cli_bench_deblur(images, tmp_path, capsys):
+    toml = tmp_path / "tiny.toml"
+    from benchmarks.protocols import dump_protocol
+
+    dump_protocol(tiny_protocol(), toml)
+    out = tmp_path / "o"
+    rc = main(["bench", "deblur", "--protocol", str(toml), "--data", str(images), "--noise", "7.65/255",
+               "--solver", "fbs", "--denoiser", "quadratic,wiener", "--kernels", "1", "--max-images", "1",
+               "--out", str(out), "--quiet"])
+    assert rc == 0
+    assert "quadratic / fbs" in capsys.readouterr().out
+    assert len(json.loads((out / "results.json").read_text())["records"]) == 2
+    for argv, msg in (
+        (["--protocol", "nope"], "unknown protocol"),
+        (["--protocol", str(toml), "--kernels", "7"], "out of range"),
+        (["--protocol", str(toml), "--solver", "pgd"], "unknown solver"),
+        (["--protocol", str(toml), "--noise", "abc"], "noise level"),
+    ):
+        rc = main(["bench", "deblur", "--data", str(images), "--denoiser", "wiener",
+                   "--out", str(tmp_path / "e"), *argv])
+        assert rc == 2
+        assert msg in _one_line(capsys)
+
+
+def test_cli_bench_calibrate_and_denoise(images, tmp_path, capsys):
+    toml = tmp_path / "tiny.toml"
+    from benchmarks.protocols import dump_protocol
+
+    dump_protocol(tiny_protocol(), toml)
+    out = tmp_path / "cal.toml"
+    rc = main(["bench", "calibrate", "--protocol", str(toml), "--data", str(images), "--denoiser", "wiener",
+               "--kernels", "0", "--max-images", "1", "--factors", "0.5,1", "--out", str(out)])
+    assert rc == 0 and load_protocol(out).calibration.dev_images == ("a_grey.png",)
+    capsys.readouterr()
+    rc = main(["bench", "calibrate", "--protocol", str(toml), "--data", str(images), "--denoiser", "wiener",
+               "--out", str(out)])
+    assert rc == 2 and "exists" in _one_line(capsys)
+    rc = main(["bench", "denoise", "--data", str(images), "--noise", "25/255", "--denoiser", "quadratic",
+               "--out", str(tmp_path / "d"), "--quiet"])
+    assert rc == 0 and "quadratic" in capsys.readouterr().out
