@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
+from deepinv.models import Denoiser
 from torch import nn
 
 from denoisers.certificate import Certificate, LayerBound, compose_alpha
@@ -105,7 +106,7 @@ def check_image(x: Any, channels: int) -> None:
         raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
 
 
-class AveragedResNet(nn.Module):
+class AveragedResNet(Denoiser):
     """Certified averaged denoiser (see module docstring).
 
     >>> net = AveragedResNet(AveragedConfig(channels=8, hidden=8, depth=2))
@@ -247,7 +248,7 @@ class AveragedResNet(nn.Module):
         return ExportedAveragedResNet(self)
 
 
-class ExportedAveragedResNet(nn.Module):
+class ExportedAveragedResNet(Denoiser):
     """Inference-only network with ``h`` folded in: ``x - (h W)^T sigma(W x + b)``."""
 
     def __init__(self, net: AveragedResNet) -> None:

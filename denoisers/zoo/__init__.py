@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from deepinv.models import Denoiser
 from torch import nn
 
 from denoisers.certificate import Certificate
@@ -65,7 +66,7 @@ def _sigma_vec(sigma: Any, batch: int, like: torch.Tensor) -> torch.Tensor:
     return s
 
 
-class ScaledDenoiser(nn.Module):
+class ScaledDenoiser(Denoiser):
     """``D(x, s) = N(c x, s0) / c`` with ``c = s0 / s`` (see module docstring): one network trained
     at ``s0`` serves every level, with the network's certificate."""
 
@@ -87,7 +88,7 @@ class ScaledDenoiser(nn.Module):
         return self.net(x * c, self.train_sigma) / c
 
 
-class PerChannel(nn.Module):
+class PerChannel(Denoiser):
     """Apply a grey-level denoiser to each channel separately (keeps the certificate: the map is
     block-diagonal with identical averaged blocks)."""
 
@@ -110,7 +111,7 @@ class PerChannel(nn.Module):
         return y.reshape(b, c, *x.shape[2:])
 
 
-class ZooFamily(nn.Module):
+class ZooFamily(Denoiser):
     """All shipped networks of a family; each image is denoised by the network whose training
     level is nearest to its ``sigma`` (log scale), rescaled (:class:`ScaledDenoiser`).
 
