@@ -21,6 +21,7 @@ trained for ``metadata['sigma']``; see :class:`denoisers.zoo.ScaledDenoiser` for
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -49,6 +50,7 @@ class AveragedConfig:
     noise_conditional: bool = False
     theta: float = 1.0
     power_size: int = 32
+    constrained: bool = True
 
     def __post_init__(self) -> None:
         for name in ("image_channels", "channels", "hidden", "depth", "kernel_size", "power_size"):
@@ -132,6 +134,7 @@ class AveragedResNet(Denoiser):
                 integrator=config.integrator,  # type: ignore[arg-type]
                 noise_conditional=config.noise_conditional,
                 power_size=config.power_size,
+                constrained=config.constrained,
             )
             for _ in range(config.depth)
         )
@@ -215,7 +218,10 @@ class AveragedResNet(Denoiser):
             else:
                 ok = False
                 alpha_chain = None
-                how = "some Euler step has h L ||W||^2 >= 2: not certified (call freeze())"
+                how = (
+                    "some Euler step has h L ||W||^2 >= 2: not averaged; Lipschitz bound is the "
+                    "product of max(1, h_i L ||W_i||^2 - 1)"
+                )
         else:
             if all(a <= 1.0 for a in alphas):
                 alpha_chain = 1.0
@@ -227,12 +233,19 @@ class AveragedResNet(Denoiser):
         alpha = None if alpha_chain is None else cfg.theta * alpha_chain
         if alpha is not None and cfg.theta < 1.0:
             how += f"; final relaxation theta={cfg.theta} gives alpha = theta * alpha_N"
-        lip = 1.0 if ok else float("inf")
+        lip = 1.0
+        if not ok:
+            lip = 1.0
+            for b in self.blocks:
+                lip *= b.lipschitz_bound(grid=grid)
+            lip = (1.0 - cfg.theta) + cfg.theta * lip
         notes = "lifting by zero channels (isometry) and projection on the first channels (norm 1)"
         if not self.frozen:
             notes += "; NOT frozen: steps come from a power-iteration estimate"
+        if not cfg.constrained:
+            notes += "; UNCONSTRAINED baseline: free step sizes, certificate only reports what they give"
         return Certificate(
-            lipschitz_bound=lip if lip != float("inf") else 1e300,
+            lipschitz_bound=lip if math.isfinite(lip) else 1e300,
             alpha=alpha if (alpha is not None and alpha <= 1.0) else None,
             method=how,
             layers=tuple(layers),

@@ -75,6 +75,7 @@ class GradientStepConv(nn.Module):
         integrator: Literal["euler", "heun", "rk4"] = "euler",
         noise_conditional: bool = False,
         power_size: int = 32,
+        constrained: bool = True,
     ) -> None:
         super().__init__()
         if kernel_size % 2 != 1 or kernel_size < 1:
@@ -103,6 +104,14 @@ class GradientStepConv(nn.Module):
         self.register_buffer("norm_sq_estimate", torch.tensor(float("nan")))
         # Frozen step size (NaN while training: step derived from the estimate).
         self.register_buffer("h_frozen", torch.tensor(float("nan")))
+        self.constrained = bool(constrained)
+        if not self.constrained:
+            if integrator != "euler":
+                raise ValueError("an unconstrained block supports only the euler integrator")
+            # baseline without the constraint: a free step, initialised at the constrained value
+            self.power_iteration(30)
+            h0 = 2.0 * self.alpha_target / (self.lip_act * float(self.norm_sq_current().detach()))
+            self.log_h = nn.Parameter(torch.tensor(math.log(h0)))
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -137,6 +146,8 @@ class GradientStepConv(nn.Module):
         """The step ``h`` in use: frozen, or ``2 alpha_target / (L_sigma * estimate)``."""
         if self.frozen:
             return self.h_frozen.to(self.weight.dtype)
+        if not self.constrained:
+            return self.log_h.exp()
         if self.training:
             self.power_iteration(1)
         nsq = self.norm_sq_current()
@@ -183,7 +194,12 @@ class GradientStepConv(nn.Module):
 
     @torch.no_grad()
     def freeze(self, *, grid: int = 64) -> None:
-        """Fix ``h = 2 alpha_target / (L_sigma * ub^2)`` from the certified upper bound ``ub``."""
+        """Fix ``h = 2 alpha_target / (L_sigma * ub^2)`` from the certified upper bound ``ub``.
+
+        An unconstrained block keeps its learned step (its certificate then says what it is)."""
+        if not self.constrained:
+            self.h_frozen.copy_(self.log_h.detach().exp())
+            return
         ub = self.norm_upper_bound(grid=grid)
         h = 2.0 * self.alpha_target / (self.lip_act * ub * ub)
         # store in float32 rounded *down* so that h * beta <= 2 alpha_target holds exactly
@@ -199,8 +215,9 @@ class GradientStepConv(nn.Module):
     def step_alpha(self, *, grid: int = 64) -> tuple[float, float, float]:
         """Certified ``(alpha, ||W|| upper bound, h)`` of this step with the step size in use.
 
-        Euler: ``alpha = h L ub^2 / 2`` (must be < 1). Heun/RK4: ``alpha = 1`` (non-expansive)
-        when ``h L ub^2 <= 2``. Raises if the step is not certified non-expansive.
+        Euler: ``alpha = h L ub^2 / 2`` (averaged when < 1; when ``h L ub^2 >= 2`` the step is only
+        ``(h L ub^2 - 1)``-Lipschitz, which :meth:`lipschitz_bound` reports). Heun/RK4: ``alpha = 1``
+        (non-expansive) when ``h L ub^2 <= 2``, else ``inf``.
         """
         ub = self.norm_upper_bound(grid=grid)
         if self.frozen:
@@ -215,3 +232,13 @@ class GradientStepConv(nn.Module):
         if self.integrator == "euler":
             return prod / 2.0, ub, h
         return (1.0 if prod <= 2.0 else float("inf")), ub, h
+
+    def lipschitz_bound(self, *, grid: int = 64) -> float:
+        """Upper bound of the step's Lipschitz constant. Euler: the Jacobian
+        ``I - h W^T diag(sigma') W`` has eigenvalues in ``[1 - h L ||W||^2, 1]`` (symmetric), so the
+        bound is ``max(1, h L ub^2 - 1)``. Heun/RK4: 1 when ``h L ub^2 <= 2``, else ``inf``."""
+        a, ub, h = self.step_alpha(grid=grid)
+        prod = h * self.lip_act * ub * ub
+        if self.integrator == "euler":
+            return max(1.0, prod - 1.0)
+        return 1.0 if prod <= 2.0 else float("inf")

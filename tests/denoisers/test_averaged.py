@@ -133,6 +133,21 @@ def test_noise_conditional_certificate_holds_for_every_level():
         net(x0)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unconstrained_baseline_reports_a_valid_lipschitz_bound(seed):
+    torch.manual_seed(seed)
+    net = AveragedResNet(AveragedConfig(channels=2, hidden=3, depth=2, constrained=False)).double()
+    with torch.no_grad():
+        net.blocks[0].log_h.add_(1.5)  # step far beyond 2 / ||W||^2
+    net.eval()
+    net.freeze()
+    cert = net.certificate
+    assert cert.alpha is None and cert.lipschitz_bound > 1
+    x0 = torch.rand(1, 1, 10, 10, dtype=torch.float64)
+    found = adversarial_lipschitz(net, x0, steps=80, lr=0.05)
+    assert found.value <= cert.lipschitz_bound * (1 + 1e-9)
+
+
 def test_not_frozen_network_is_reported_as_such():
     net = AveragedResNet(AveragedConfig(channels=2, hidden=2, depth=1))
     assert not net.frozen
