@@ -6,17 +6,20 @@ Two measurements, one call (:func:`measure_speed`):
   and a bare loop on the same problem, side by side, median seconds per iteration and the ratio;
 * **scaling** -- for each size ``n`` in ``sizes`` (``n x n`` grey image, circular blur by
   ``kernel``, PnP-FBS with ``denoiser``): the median seconds per iteration over ``iterations``
-  timed steps (after ``warmup`` steps), the peak memory *above the pre-iteration level* during
-  the iterations, and the memory after every iteration. The scaling exponent ``p`` is the
+  timed steps (after ``warmup`` steps), the peak memory *above the level before the first
+  iteration* (the iterations' working memory: buffers of the first iteration included), and the
+  memory after every timed iteration. The scaling exponent ``p`` is the
   least-squares slope of ``log t`` against ``log(n^2)`` (time ~ pixels^p; an FFT blur plus a
   convolutional denoiser give ``p`` close to 1). Memory must stay flat over iterations: the
-  growth from the first to the last timed iteration must stay below two image buffers
-  (``flat=True``); a solver that kept every iterate would grow by one buffer per iteration.
+  growth (the largest memory level over the second half of the timed iterations minus that over
+  the first half) must stay below two image buffers (``flat=True``); a solver that kept every
+  iterate would grow by one buffer per iteration.
 
 Memory on CUDA: ``torch.cuda.max_memory_allocated`` (reset before the iterations) and
 ``torch.cuda.memory_allocated``. On the CPU: the process's resident set (``VmRSS``) and its
 peak ``VmHWM`` from ``/proc/self/status``, the peak reset through ``/proc/self/clear_refs``
-(Linux); elsewhere the CPU memory fields are ``None``.
+(Linux), each size in a fresh process (the allocator keeps freed memory, which would hide the
+peak of a later size); elsewhere the CPU memory fields are ``None``.
 """
 
 from __future__ import annotations
@@ -74,6 +77,73 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
+def _measure_one(n: int, denoiser: str, kernel: str, noise: float, iterations: int, warmup: int,
+                 device: str, dtype: torch.dtype, seed: int, threads: int | None) -> dict[str, Any]:
+    """One size: the row of :func:`measure_scaling` (run in a fresh process on the CPU)."""
+    import pnp
+    from benchmarks.baselines import resolve_denoiser
+    from operators import FFTBlur, add_gaussian_noise, load_kernel
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    k = load_kernel(kernel)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, 1, n, n, generator=g, dtype=dtype).to(dev)
+    physics = FFTBlur(k).to(dev)
+    y = add_gaussian_noise(physics.A(x), noise, seed=seed)
+    den = resolve_denoiser(denoiser, device=dev)
+    opn = physics.opnorm(image_size=(n, n))
+    sigma, gamma = pnp.default_parameters(noise, denoiser=den, opnorm=opn)
+    image_bytes = x.numel() * x.element_size()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        solver = pnp.PnPFBS(physics, y, den, sigma=sigma, gamma=gamma,
+                            max_iter=warmup + iterations, tol=1e-30)
+        _sync(dev)
+        # the peak is measured from before the first iteration (its working buffers included)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+            base = torch.cuda.memory_allocated(dev)
+            reset = True
+        else:
+            reset = _reset_peak_rss()
+            base = _proc_status("VmRSS")
+        for _ in range(warmup):
+            solver.step()
+        _sync(dev)
+        mem: list[int | None] = []
+        times = []
+        for _ in range(iterations):
+            t0 = time.perf_counter()
+            solver.step()
+            _sync(dev)
+            times.append(time.perf_counter() - t0)
+            mem.append(torch.cuda.memory_allocated(dev) if dev.type == "cuda" else _proc_status("VmRSS"))
+        if dev.type == "cuda":
+            peak: int | None = torch.cuda.max_memory_allocated(dev) - base
+        else:
+            hwm = _proc_status("VmHWM")
+            peak = (hwm - base) if (reset and hwm is not None and base is not None) else None
+    # growth = max over the 2nd half minus max over the 1st half of the timed iterations: a leak
+    # of b bytes per iteration shows as ~b * iterations / 2; allocator oscillations cancel
+    h = len(mem) // 2
+    growth = (max(mem[h:]) - max(mem[:h])) if None not in mem and h >= 1 else None
+    return {
+        "size": n,
+        "pixels": n * n,
+        "s_per_iter": statistics.median(times),
+        "s_per_iter_all": times,
+        "peak_extra_bytes": peak,
+        "memory_after_iteration": mem,
+        "memory_growth_bytes": growth,
+        "image_bytes": image_bytes,
+        "flat": None if growth is None else bool(growth < 2 * image_bytes),
+        "sigma": sigma,
+        "gamma": gamma,
+    }
+
+
 def measure_scaling(
     *,
     sizes: tuple[int, ...] | None = None,
@@ -81,15 +151,18 @@ def measure_scaling(
     kernel: str = "gaussian:25:1.6",
     noise: float = 0.01,
     iterations: int = 10,
-    warmup: int = 2,
+    warmup: int = 3,
     device: str | None = None,
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
+    isolate: bool | None = None,
 ) -> dict[str, Any]:
-    """Time and memory per PnP-FBS iteration for each size (module docstring)."""
-    import pnp
-    from benchmarks.baselines import resolve_denoiser
-    from operators import FFTBlur, add_gaussian_noise, load_kernel
+    """Time and memory per PnP-FBS iteration for each size (module docstring).
+
+    ``isolate`` (default: on the CPU): measure each size in a fresh spawned process, so that the
+    resident-set peak is not hidden by memory the allocator kept from earlier sizes.
+    """
+    from operators import load_kernel
 
     dev = torch.device(device) if device not in (None, "auto") else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sizes = tuple(sizes) if sizes else default_sizes(dev.type)
@@ -99,59 +172,20 @@ def measure_scaling(
     for n in sizes:
         if n < max(k.shape) or n < 8:
             raise ValueError(f"size {n} is smaller than the kernel {tuple(k.shape)} (or 8)")
+    isolate = (dev.type == "cpu") if isolate is None else bool(isolate)
     rows = []
     for n in sizes:
-        g = torch.Generator().manual_seed(seed)
-        x = torch.rand(1, 1, n, n, generator=g, dtype=dtype).to(dev)
-        physics = FFTBlur(k).to(dev)
-        y = add_gaussian_noise(physics.A(x), noise, seed=seed)
-        den = resolve_denoiser(denoiser, device=dev)
-        opn = physics.opnorm(image_size=(n, n))
-        sigma, gamma = pnp.default_parameters(noise, denoiser=den, opnorm=opn)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            solver = pnp.PnPFBS(physics, y, den, sigma=sigma, gamma=gamma,
-                                max_iter=warmup + iterations, tol=1e-30)
-            for _ in range(warmup):
-                solver.step()
-            _sync(dev)
-            image_bytes = x.numel() * x.element_size()
+        args = (n, denoiser, kernel, noise, iterations, warmup, str(dev), dtype, seed)
+        if isolate:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
+                rows.append(ex.submit(_measure_one, *args, torch.get_num_threads()).result())
+        else:
+            rows.append(_measure_one(*args, None))
             if dev.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(dev)
-                base = torch.cuda.memory_allocated(dev)
-            else:
-                reset = _reset_peak_rss()
-                base = _proc_status("VmRSS")
-            mem: list[int | None] = []
-            times = []
-            for _ in range(iterations):
-                t0 = time.perf_counter()
-                solver.step()
-                _sync(dev)
-                times.append(time.perf_counter() - t0)
-                mem.append(torch.cuda.memory_allocated(dev) if dev.type == "cuda" else _proc_status("VmRSS"))
-            if dev.type == "cuda":
-                peak = torch.cuda.max_memory_allocated(dev) - base
-            else:
-                hwm = _proc_status("VmHWM")
-                peak = (hwm - base) if (reset and hwm is not None and base is not None) else None
-        growth = (mem[-1] - mem[0]) if mem[0] is not None and mem[-1] is not None else None
-        rows.append({
-            "size": n,
-            "pixels": n * n,
-            "s_per_iter": statistics.median(times),
-            "s_per_iter_all": times,
-            "peak_extra_bytes": peak,
-            "memory_after_iteration": mem,
-            "memory_growth_bytes": growth,
-            "image_bytes": image_bytes,
-            "flat": None if growth is None else bool(growth < 2 * image_bytes),
-            "sigma": sigma,
-            "gamma": gamma,
-        })
-        del solver, x, y, physics
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
+                torch.cuda.empty_cache()
     return {
         "benchmark": "fbs_scaling",
         "denoiser": denoiser,
@@ -162,6 +196,7 @@ def measure_scaling(
         "device": str(dev),
         "dtype": str(dtype).replace("torch.", ""),
         "torch_threads": torch.get_num_threads(),
+        "isolated_processes": isolate,
         "memory_source": "torch.cuda allocator" if dev.type == "cuda" else "/proc/self/status VmRSS, VmHWM",
         "rows": rows,
         "exponent_vs_pixels": fit_exponent([r["size"] for r in rows], [r["s_per_iter"] for r in rows]),
@@ -179,6 +214,7 @@ def measure_speed(
     overhead_iterations: int = 30,
     repeats: int = 5,
     device: str | None = None,
+    isolate: bool | None = None,
 ) -> dict[str, Any]:
     """Overhead vs deepinv (:mod:`benchmarks.overhead`) and the size scaling, in one dict."""
     from benchmarks.overhead import measure_overhead
@@ -186,7 +222,8 @@ def measure_speed(
     dev = device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
     over = measure_overhead(size=overhead_size, denoiser=denoiser, kernel=kernel,
                             iterations=overhead_iterations, repeats=repeats, device=dev)
-    scal = measure_scaling(sizes=sizes, denoiser=denoiser, kernel=kernel, iterations=iterations, device=dev)
+    scal = measure_scaling(sizes=sizes, denoiser=denoiser, kernel=kernel, iterations=iterations, device=dev,
+                           isolate=isolate)
     return {"overhead": over, "scaling": scal}
 
 
@@ -213,7 +250,7 @@ def speed_markdown(result: dict[str, Any]) -> str:
         f"## Time and memory per iteration (PnP-FBS, {s['denoiser']}, kernel {s['kernel']}, "
         f"{s['iterations']} timed iterations after {s['warmup']}; memory: {s['memory_source']})",
         "",
-        "| size | ms / iteration | peak extra memory (MiB) | memory growth over iterations (MiB) | flat |",
+        "| size | ms / iteration | peak memory above pre-iteration level (MiB) | growth, 2nd vs 1st half of timed iterations (MiB) | flat |",
         "|---|---|---|---|---|",
     ]
     for r in s["rows"]:

@@ -43,6 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overhead-iterations", type=_positive_int, default=30)
     p.add_argument("--repeats", type=_positive_int, default=5, help="repeats of the overhead comparison")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--in-process", action="store_true",
+                   help="measure every size in this process (default on CPU: a fresh process per size)")
     p.add_argument("--out", required=True, help="output directory (speed.json, speed.md)")
     p.set_defaults(func=run)
 
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     denoiser = args.denoiser or _default_denoiser()
     result = measure_speed(sizes=sizes, denoiser=denoiser, kernel=args.kernel, iterations=args.iterations,
                            overhead_size=args.overhead_size, overhead_iterations=args.overhead_iterations,
-                           repeats=args.repeats, device=args.device)
+                           repeats=args.repeats, device=args.device,
+                           isolate=False if args.in_process else None)
     dev = result["scaling"]["device"]
     result["metadata"] = {"command": "pnp " + shlex.join(sys.argv[1:]),
                           "date": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from benchmarks.speed import default_sizes, fit_exponent, measure_scaling, speed_markdown
 from pnp.cli import main
@@ -24,7 +25,7 @@ def test_default_sizes():
 
 def test_measure_scaling_tiny():
     out = measure_scaling(sizes=(32, 64), denoiser="quadratic", kernel="gaussian:5:1.0", iterations=3,
-                          warmup=1, device="cpu")
+                          warmup=1, device="cpu", isolate=False)
     assert [r["size"] for r in out["rows"]] == [32, 64]
     for r in out["rows"]:
         assert r["s_per_iter"] > 0 and len(r["s_per_iter_all"]) == 3
@@ -47,7 +48,7 @@ def test_measure_scaling_cuda():
 def test_cli_bench_speed(tmp_path, capsys):
     rc = main(["bench", "speed", "--sizes", "32,48", "--iterations", "2", "--overhead-size", "32",
                "--overhead-iterations", "2", "--repeats", "1", "--denoiser", "quadratic",
-               "--kernel", "gaussian:5:1.0", "--device", "cpu", "--out", str(tmp_path / "s")])
+               "--kernel", "gaussian:5:1.0", "--device", "cpu", "--in-process", "--out", str(tmp_path / "s")])
     assert rc == 0
     res = json.loads((tmp_path / "s" / "speed.json").read_text())
     assert res["overhead"]["ratio_ours_over_deepinv"] > 0 and len(res["scaling"]["rows"]) == 2
@@ -57,5 +58,28 @@ def test_cli_bench_speed(tmp_path, capsys):
     assert speed_markdown(res).startswith("## Loop overhead")
     rc = main(["bench", "speed", "--sizes", "8", "--out", str(tmp_path / "t"), "--device", "cpu",
                "--kernel", "gaussian:25:1.6", "--overhead-size", "32", "--repeats", "1",
-               "--overhead-iterations", "2", "--iterations", "2"])
+               "--overhead-iterations", "2", "--iterations", "2", "--in-process"])
     assert rc == 2
+
+
+def test_memory_growth_is_detected():
+    """A denoiser that keeps every output (a leak of one image per iteration) is not flat."""
+    from benchmarks.baselines import register_denoiser
+
+    kept = []
+
+    class Leaky(torch.nn.Module):
+        def forward(self, x, sigma):
+            out = 0.5 * x
+            kept.append(out.clone())
+            return out
+
+    register_denoiser("leaky-test", Leaky)
+    out = measure_scaling(sizes=(256,), denoiser="leaky-test", kernel="gaussian:5:1.0", iterations=8,
+                          warmup=1, device="cpu", isolate=False)
+    if out["rows"][0]["memory_growth_bytes"] is None:
+        pytest.skip("no /proc/self/status on this platform")
+    assert out["rows"][0]["flat"] is False
+    flat = measure_scaling(sizes=(256,), denoiser="quadratic", kernel="gaussian:5:1.0", iterations=8,
+                           warmup=2, device="cpu", isolate=False)
+    assert flat["rows"][0]["flat"] is True
