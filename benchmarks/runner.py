@@ -176,6 +176,8 @@ def plan_tasks(config: BenchConfig) -> list[Task]:
         images = images[: config.max_images]
     kidx = list(config.kernels) if config.kernels is not None else list(range(len(p.kernels)))
     noises = list(config.noise_levels) if config.noise_levels is not None else list(p.noise_levels)
+    # a level given as 0.03 is the protocol's 7.65/255: use the protocol's exact value
+    noises = [p.noise_levels[i] if (i := p.noise_index(nu)) is not None else nu for nu in noises]
     tasks = []
     for ii, path in enumerate(images):
         if config.shard is not None and ii % config.shard[1] != config.shard[0]:

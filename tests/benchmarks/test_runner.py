@@ -229,12 +229,13 @@ def test_cli_bench_deblur(images, tmp_path, capsys):
 
     dump_protocol(tiny_protocol(), toml)
     out = tmp_path / "o"
-    rc = main(["bench", "deblur", "--protocol", str(toml), "--data", str(images), "--noise", "7.65/255",
+    rc = main(["bench", "deblur", "--protocol", str(toml), "--data", str(images), "--noise", "0.03",
                "--solver", "fbs", "--denoiser", "quadratic,wiener", "--kernels", "1", "--max-images", "1",
                "--out", str(out), "--quiet"])
     assert rc == 0
     assert "quadratic / fbs" in capsys.readouterr().out
-    assert len(json.loads((out / "results.json").read_text())["records"]) == 2
+    recs = json.loads((out / "results.json").read_text())["records"]
+    assert len(recs) == 2 and all(r["noise"] == 7.65 / 255 for r in recs)  # snapped to the protocol
     for argv, msg in (
         (["--protocol", "nope"], "unknown protocol"),
         (["--protocol", str(toml), "--kernels", "7"], "out of range"),
