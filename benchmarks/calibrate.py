@@ -110,7 +110,8 @@ def calibrate(
     try:
         for den in denoisers:
             closed = den.lower() in CLOSED_FORM
-            for solver in (("closed-form",) if closed else solvers):
+            # deepinv-pgd runs with the fbs parameters (the cross-check): nothing to tune
+            for solver in (("closed-form",) if closed else tuple(s for s in solvers if s != "deepinv-pgd")):
                 for nu in noises:
                     tasks = [Task(p.name, str(p), ii, base.kernels[k], k, float(nu), solver, den)
                              for ii, p in enumerate(images) for k in kidx]

@@ -18,7 +18,7 @@ record (:data:`RECORD_KEYS`):
   per-iteration PSNR) and ``total_time`` (solver construction, ``||A||``, iterations).
 
 Solvers: ``fbs``, ``hqs``, ``admm`` (:mod:`pnp.solvers`), ``deepinv-pgd`` (deepinv's PGD with the
-same denoiser, step and tolerance: the cross-check), and ``closed-form`` for the ``wiener`` /
+same denoiser and the parameters, budget and tolerance of ``fbs``: the cross-check), and ``closed-form`` for the ``wiener`` /
 ``tikhonov`` baselines (one record per case whatever solvers were asked for).
 
 **Resumable.** Records are appended one line at a time to ``OUTDIR/records.jsonl`` by the parent
@@ -297,7 +297,9 @@ def run_task(task: Task, protocol: Protocol, *, device: str, out: str | None = N
     h, w = y.shape[-2:]
     t_start = time.perf_counter()
     opnorm = physics.opnorm(image_size=(h, w))
-    s, gamma = protocol.rule.parameters(task.label, solver=task.solver, noise=task.noise, opnorm=opnorm)
+    # deepinv's PGD is the same iteration as our FBS: it takes the FBS parameters (cross-check)
+    rule_solver = "fbs" if task.solver == "deepinv-pgd" else task.solver
+    s, gamma = protocol.rule.parameters(task.label, solver=rule_solver, noise=task.noise, opnorm=opnorm)
     budget = protocol.budget(task.label)
     hist: dict[str, Any] = {}
     rec: dict[str, Any] = {}

@@ -63,7 +63,9 @@ def _config(images, **kw) -> BenchConfig:
 
 def test_tiny_protocol_end_to_end(images, tmp_path):
     out = tmp_path / "run"
-    recs = run_benchmark(_config(images, solvers=("fbs", "hqs", "admm", "deepinv-pgd")), out)
+    proto = tiny_protocol()  # a calibrated-looking fbs entry must reach deepinv-pgd too
+    proto = proto.replace(rule=proto.rule.with_entries((RuleEntry("quadratic", scale=0.9, power=0.5, solver="fbs"),)))
+    recs = run_benchmark(_config(images, protocol=proto, solvers=("fbs", "hqs", "admm", "deepinv-pgd")), out)
     # 2 images x 2 kernels x 1 noise x (quadratic x 4 solvers + wiener closed form)
     assert len(recs) == 2 * 2 * 5
     res = json.loads((out / "results.json").read_text())
@@ -87,6 +89,7 @@ def test_tiny_protocol_end_to_end(images, tmp_path):
     for (img, k, s, d), r in by.items():
         if s == "deepinv-pgd":
             assert r["psnr"] == pytest.approx(by[(img, k, "fbs", d)]["psnr"], abs=1e-3)
+            assert r["sigma"] == by[(img, k, "fbs", d)]["sigma"] and r["iterations"] == 6
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == len(recs) and {"protocol", "seed", "device", "dtype", "torch", "deepinv"} <= set(rows[0])
     md = (out / "summary.md").read_text()
