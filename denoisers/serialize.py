@@ -25,7 +25,11 @@ def save_denoiser(net: AveragedResNet, path: str | os.PathLike, *, metadata: dic
     meta["architecture"] = net.config.to_dict()
     meta["frozen"] = net.frozen
     meta["certificate"] = net.certificate.to_dict()
-    save_checkpoint(path, dict(net.state_dict()), meta)
+    state = dict(net.state_dict())
+    if net.frozen:
+        # the power-iteration vectors only serve training; a frozen network does not need them
+        state = {k: v for k, v in state.items() if not k.endswith("power_u")}
+    save_checkpoint(path, state, meta)
 
 
 def load_denoiser(path: str | os.PathLike, *, map_location: str | torch.device | None = None) -> AveragedResNet:
@@ -41,9 +45,16 @@ def load_denoiser(path: str | os.PathLike, *, map_location: str | torch.device |
     if w0 is not None and w0.is_floating_point():
         net.to(w0.dtype)  # keep the stored precision (the certificate is computed from these weights)
     try:
-        net.load_state_dict(tensors, strict=True)
+        missing, unexpected = net.load_state_dict(tensors, strict=False)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match the architecture ({str(exc).splitlines()[0]})") from None
+    bad_missing = [k for k in missing if not k.endswith("power_u")]
+    if unexpected or bad_missing:
+        raise CheckpointError(
+            f"{path}: weights do not match the architecture (missing {bad_missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    if missing and not bool(torch.isfinite(tensors.get("blocks.0.h_frozen", torch.tensor(float("nan"))))):
+        raise CheckpointError(f"{path}: a network saved without power-iteration vectors must be frozen")
     for name, t in tensors.items():
         if t.is_floating_point() and name.endswith(("weight", "bias", "bias_sigma")) and not torch.isfinite(t).all():
             raise CheckpointError(f"{path}: tensor {name} holds NaN or Inf")
