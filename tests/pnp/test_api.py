@@ -46,7 +46,7 @@ def test_default_rule():
     assert gamma == 4.0
     assert abs(sigma**2 * quad.weight / gamma - pnp.api.QUADRATIC_LAMBDA_PER_NOISE * 0.02) < 1e-12
     sigma, _ = pnp.default_parameters(0.0, denoiser=lambda x, s: x, opnorm=1.0)
-    assert sigma == 1e-3
+    assert sigma == pytest.approx(pnp.api.LEARNED_SIGMA_PER_NOISE * 1e-3)
 
 
 def test_registry():
