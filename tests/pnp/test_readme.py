@@ -16,7 +16,7 @@ def test_readme_commands_at_top():
     bash = _blocks("bash")
     assert bash[0].strip() == (
         "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && "
-        "pnp deblur --demo --out restored.png --report report.json"
+        "pnp deblur --demo --denoiser rk-averaged --out restored.png --report report.json"
     )
     assert bash[1].strip() == 'pip install -e ".[dev]" && python -m pytest -q'
     ci = (README.parent / ".ci" / "run").read_text()
