@@ -66,6 +66,30 @@ def jacobian_spectral_norm(
     return Estimate(value=norm, method=f"Jacobian power iteration ({iters} steps) at one input", evaluations=2 * iters)
 
 
+def _pair_search(
+    ratio_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    *,
+    steps: int,
+    lr: float,
+    init_scale: float,
+    seed: int,
+) -> float:
+    """Adam ascent of a per-image ``ratio_fn(x, x + d)`` over ``x`` and ``d``; the largest value seen."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    x = x0.detach().clone().requires_grad_(True)
+    d = (init_scale * torch.randn(x0.shape, generator=g, dtype=x0.dtype)).to(x0.device).requires_grad_(True)
+    opt = torch.optim.Adam([x, d], lr=lr)
+    best = 0.0
+    for _ in range(steps):
+        ratio = ratio_fn(x, x + d)
+        best = max(best, float(ratio.detach().max()))
+        opt.zero_grad()
+        (-ratio.sum()).backward()
+        opt.step()
+    return best
+
+
 def adversarial_lipschitz(
     denoiser: Denoiser,
     x0: torch.Tensor,
@@ -77,18 +101,12 @@ def adversarial_lipschitz(
     seed: int = 0,
 ) -> Estimate:
     """Maximise ``||D(x) - D(y)|| / ||x - y||`` over pairs by Adam, starting near ``x0``."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    x = x0.detach().clone().requires_grad_(True)
-    d = (init_scale * torch.randn(x0.shape, generator=g, dtype=x0.dtype)).to(x0.device).requires_grad_(True)
-    opt = torch.optim.Adam([x, d], lr=lr)
-    best = 0.0
-    for _ in range(steps):
-        dx = _call(denoiser, x, sigma) - _call(denoiser, x + d, sigma)
-        ratio = dx.flatten(1).norm(dim=1) / d.flatten(1).norm(dim=1).clamp_min(1e-12)
-        best = max(best, float(ratio.detach().max()))
-        opt.zero_grad()
-        (-ratio.sum()).backward()
-        opt.step()
+
+    def ratio(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        num = (_call(denoiser, x, sigma) - _call(denoiser, y, sigma)).flatten(1).norm(dim=1)
+        return num / (x - y).flatten(1).norm(dim=1).clamp_min(1e-12)
+
+    best = _pair_search(ratio, x0, steps=steps, lr=lr, init_scale=init_scale, seed=seed)
     return Estimate(value=best, method=f"adversarial pair search (Adam, {steps} steps)", evaluations=2 * steps)
 
 
@@ -116,15 +134,8 @@ def adversarial_averagedness(
     seed: int = 0,
 ) -> Estimate:
     """Largest averagedness ratio found by Adam over pairs (``> 1`` would refute ``alpha``)."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    x = x0.detach().clone().requires_grad_(True)
-    d = (init_scale * torch.randn(x0.shape, generator=g, dtype=x0.dtype)).to(x0.device).requires_grad_(True)
-    opt = torch.optim.Adam([x, d], lr=lr)
-    best = 0.0
-    for _ in range(steps):
-        ratio = averagedness_ratio(denoiser, x, x + d, alpha, sigma)
-        best = max(best, float(ratio.detach().max()))
-        opt.zero_grad()
-        (-ratio.sum()).backward()
-        opt.step()
+    best = _pair_search(
+        lambda x, y: averagedness_ratio(denoiser, x, y, alpha, sigma),
+        x0, steps=steps, lr=lr, init_scale=init_scale, seed=seed,
+    )
     return Estimate(value=best, method=f"adversarial averagedness search (Adam, {steps} steps)", evaluations=2 * steps)
