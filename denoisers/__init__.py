@@ -11,7 +11,16 @@ from denoisers.estimate import (
     averagedness_ratio,
     jacobian_spectral_norm,
 )
-from denoisers.models import AveragedConfig, AveragedResNet, ExportedAveragedResNet, GradientStepConv
+from denoisers.models import (
+    AveragedConfig,
+    AveragedResNet,
+    ExportedAveragedResNet,
+    ExportedLipschitzFFNet,
+    GradientStepConv,
+    LipschitzFFConfig,
+    LipschitzFFNet,
+    count_parameters,
+)
 from denoisers.serialize import load_denoiser, save_denoiser
 from denoisers.zoo import PerChannel, ScaledDenoiser, ZooFamily, available, load
 
@@ -23,10 +32,13 @@ __all__ = [
     "ConvLinfImplicitNetwork",
     "Estimate",
     "ExportedAveragedResNet",
+    "ExportedLipschitzFFNet",
     "GradientStepConv",
     "ImplicitCertificate",
     "LayerBound",
     "LinfImplicitNetwork",
+    "LipschitzFFConfig",
+    "LipschitzFFNet",
     "PerChannel",
     "QuadraticProxDenoiser",
     "ScaledDenoiser",
@@ -38,6 +50,7 @@ __all__ = [
     "averagedness_ratio",
     "compose_alpha",
     "compose_alpha_pair",
+    "count_parameters",
     "jacobian_spectral_norm",
     "load",
     "load_denoiser",

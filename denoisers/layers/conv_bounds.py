@@ -35,6 +35,7 @@ __all__ = [
     "conv_opnorm_circular",
     "conv_opnorm_upper_bound",
     "hermitian_spectral_norms",
+    "sampling_factor",
 ]
 
 
@@ -93,6 +94,21 @@ def hermitian_spectral_norms(mats: torch.Tensor) -> torch.Tensor:
     return lam.sqrt()
 
 
+def sampling_factor(kernel_size: tuple[int, int], *, grid: int = 64) -> float:
+    """The Bernstein factor ``1 - (pi (d_1 + d_2))^2 / (2 n^2)``, ``d_i = (k_i - 1) / 2``,
+    ``n = max(grid, k_1, k_2)``, by which :func:`conv_opnorm_upper_bound` divides the grid maximum
+    (so the bound is at most ``1 / sampling_factor`` times the true norm)."""
+    if grid < 2:
+        raise ValueError(f"grid must be >= 2, got {grid}")
+    k1, k2 = int(kernel_size[0]), int(kernel_size[1])
+    n = max(int(grid), k1, k2)
+    d = (k1 - 1) / 2.0 + (k2 - 1) / 2.0
+    denom = 1.0 - (math.pi * d) ** 2 / (2.0 * n * n)
+    if denom <= 0.5:
+        raise ValueError(f"grid={grid} is too coarse for kernel size {(k1, k2)}; use a larger grid")
+    return denom
+
+
 def conv_opnorm_upper_bound(weight: torch.Tensor, *, grid: int = 64) -> ConvNormBound:
     """Certified upper bound of the operator norm, valid for every image size and for zero as
     well as circular padding (stride 1).
@@ -112,15 +128,10 @@ def conv_opnorm_upper_bound(weight: torch.Tensor, *, grid: int = 64) -> ConvNorm
     Each grid value ``||G(w_j)||_2`` comes from a float64 Hermitian eigensolver
     (:func:`hermitian_spectral_norms`), inflated by a relative ``1e-10`` to cover round-off.
     """
-    if grid < 2:
-        raise ValueError(f"grid must be >= 2, got {grid}")
     w = _check_weight(weight)
     k1, k2 = w.shape[-2:]
     n = max(int(grid), k1, k2)
-    d = (k1 - 1) / 2.0 + (k2 - 1) / 2.0
-    denom = 1.0 - (math.pi * d) ** 2 / (2.0 * n * n)
-    if denom <= 0.5:
-        raise ValueError(f"grid={grid} is too coarse for kernel size {(k1, k2)}; use a larger grid")
+    denom = sampling_factor((k1, k2), grid=grid)
     khat = torch.fft.rfft2(w, s=(n, n)).permute(2, 3, 0, 1)  # [n, n//2+1, C_out, C_in]
     grid_max = float(hermitian_spectral_norms(khat).max()) * (1.0 + 1e-10)
     bound = grid_max / denom

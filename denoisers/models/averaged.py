@@ -17,10 +17,15 @@ The denoiser is ``deepinv.models.Denoiser``-compatible: ``D(x, sigma)`` with ``s
 a ``[B]`` tensor; with ``noise_conditional=True`` the noise level shifts biases only, which keeps
 the certificate for every level. Otherwise ``sigma`` is checked but unused (the network was
 trained for ``metadata['sigma']``; see :class:`denoisers.zoo.ScaledDenoiser` for other levels).
+
+Activations: ReLU, leaky ReLU, or learned per-channel linear splines (``activation="spline"``,
+:class:`denoisers.layers.spline.LinearSpline`), whose slopes are projected into ``[0, 1]`` in
+every forward pass, so ``L_sigma = 1`` and the certificate above holds for any spline parameters.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -30,7 +35,8 @@ from deepinv.models import Denoiser
 from torch import nn
 
 from denoisers.certificate import Certificate, LayerBound, compose_alpha
-from denoisers.models.gradient_step import GradientStepConv
+from denoisers.layers.spline import check_spline_args
+from denoisers.models.gradient_step import ACTIVATIONS, GradientStepConv
 
 __all__ = ["AveragedResNet", "AveragedConfig", "ExportedAveragedResNet"]
 
@@ -51,6 +57,9 @@ class AveragedConfig:
     theta: float = 1.0
     power_size: int = 32
     constrained: bool = True
+    spline_knots: int = 33
+    spline_range: float = 1.0
+    spline_init: str = "relu"
 
     def __post_init__(self) -> None:
         for name in ("image_channels", "channels", "hidden", "depth", "kernel_size", "power_size"):
@@ -65,6 +74,12 @@ class AveragedConfig:
             raise ValueError(f"theta must be in (0, 1], got {self.theta!r}")
         if not (0.0 < self.alpha_block < 1.0):
             raise ValueError(f"alpha_block must be in (0, 1), got {self.alpha_block!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        # validated for every activation (they are only used by "spline"); old checkpoints
+        # without these keys get the defaults through from_dict
+        check_spline_args(self.spline_knots, self.spline_range, self.spline_init)
+        object.__setattr__(self, "spline_range", float(self.spline_range))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,6 +150,9 @@ class AveragedResNet(Denoiser):
                 noise_conditional=config.noise_conditional,
                 power_size=config.power_size,
                 constrained=config.constrained,
+                spline_knots=config.spline_knots,
+                spline_range=config.spline_range,
+                spline_init=config.spline_init,
             )
             for _ in range(config.depth)
         )
@@ -166,7 +184,8 @@ class AveragedResNet(Denoiser):
         return all(b.frozen for b in self.blocks)
 
     def freeze(self, *, grid: int = 64) -> Certificate:
-        """Re-derive every step size from certified upper bounds; returns the certificate."""
+        """Re-derive every step size from certified upper bounds (and project spline
+        activations, :meth:`GradientStepConv.freeze`); returns the certificate."""
         for b in self.blocks:
             b.freeze(grid=grid)
         self._cert_cache = None
@@ -242,6 +261,8 @@ class AveragedResNet(Denoiser):
         notes = "lifting by zero channels (isometry) and projection on the first channels (norm 1)"
         if not self.frozen:
             notes += "; NOT frozen: steps come from a power-iteration estimate"
+        if cfg.activation == "spline":
+            notes += "; learned spline activations, slopes projected into [0, 1] in every forward (L_sigma = 1)"
         if not cfg.constrained:
             notes += "; UNCONSTRAINED baseline: free step sizes, certificate only reports what they give"
         return Certificate(
@@ -262,7 +283,9 @@ class AveragedResNet(Denoiser):
 
 
 class ExportedAveragedResNet(Denoiser):
-    """Inference-only network with ``h`` folded in: ``x - (h W)^T sigma(W x + b)``."""
+    """Inference-only network with ``h`` folded in: ``x - (h W)^T sigma(W x + b)``.
+
+    Each block keeps its own activation (a frozen copy: learned splines differ per block)."""
 
     def __init__(self, net: AveragedResNet) -> None:
         super().__init__()
@@ -281,7 +304,8 @@ class ExportedAveragedResNet(Denoiser):
             if b.noise_conditional:
                 self.bias_sigmas.append(nn.Parameter(b.bias_sigma.detach().clone(), requires_grad=False))
         self.h = [float(b.h_frozen) for b in net.blocks]
-        self.act = net.blocks[0].act if len(net.blocks) else nn.ReLU()
+        self.acts = nn.ModuleList(copy.deepcopy(b.act) for b in net.blocks)
+        self.acts.requires_grad_(False)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
@@ -302,11 +326,12 @@ class ExportedAveragedResNet(Denoiser):
             b = self.biases[i].to(x.dtype).view(1, -1, 1, 1)
             if cfg.noise_conditional:
                 b = b + s.view(-1, 1, 1, 1) * self.bias_sigmas[i].to(x.dtype).view(1, -1, 1, 1)
+            act = self.acts[i]
             if cfg.integrator == "euler":
-                z = z - F.conv_transpose2d(self.act(F.conv2d(z, w, padding=p) + b), ws, padding=p)
+                z = z - F.conv_transpose2d(act(F.conv2d(z, w, padding=p) + b), ws, padding=p)
             else:
                 h = self.h[i]
-                g = lambda v: F.conv_transpose2d(self.act(F.conv2d(v, w, padding=p) + b), w, padding=p)  # noqa: E731
+                g = lambda v: F.conv_transpose2d(act(F.conv2d(v, w, padding=p) + b), w, padding=p)  # noqa: E731
                 if cfg.integrator == "heun":
                     k1 = g(z)
                     k2 = g(z - h * k1)

@@ -31,21 +31,40 @@ import torch.nn.functional as F
 from torch import nn
 
 from denoisers.layers.conv_bounds import conv_opnorm_upper_bound
+from denoisers.layers.power_iteration import circular_conv2d, conv_norm_sq, conv_power_iteration
+from denoisers.layers.spline import LinearSpline
 
 __all__ = ["GradientStepConv", "make_activation", "ACTIVATIONS"]
 
-ACTIVATIONS = ("relu", "leaky_relu")
+ACTIVATIONS = ("relu", "leaky_relu", "spline")
 INTEGRATORS = ("euler", "heun", "rk4")
 
 
-def make_activation(name: str, *, negative_slope: float = 0.01) -> tuple[nn.Module, float]:
-    """Return ``(sigma, L_sigma)`` for a monotone Lipschitz activation."""
+def make_activation(
+    name: str,
+    *,
+    negative_slope: float = 0.01,
+    channels: int | None = None,
+    spline_knots: int = 33,
+    spline_range: float = 1.0,
+    spline_init: str = "relu",
+) -> tuple[nn.Module, float]:
+    """Return ``(sigma, L_sigma)`` for a monotone Lipschitz activation.
+
+    ``"spline"``: a learnable per-channel :class:`~denoisers.layers.spline.LinearSpline`
+    (``channels`` required; ``spline_knots`` odd knots on ``[-spline_range, spline_range]``,
+    initialised as ``spline_init``) whose slopes are projected into ``[0, 1]`` in every forward
+    pass, so ``L_sigma = 1`` whatever its parameters."""
     if name == "relu":
         return nn.ReLU(), 1.0
     if name == "leaky_relu":
         if not (0.0 <= negative_slope <= 1.0):
             raise ValueError(f"negative_slope must be in [0, 1], got {negative_slope!r}")
         return nn.LeakyReLU(negative_slope), 1.0
+    if name == "spline":
+        if channels is None:
+            raise ValueError("activation 'spline' needs channels= (one spline per channel)")
+        return LinearSpline(channels, knots=spline_knots, range_=spline_range, init=spline_init), 1.0
     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
 
 
@@ -62,6 +81,9 @@ class GradientStepConv(nn.Module):
     integrator: "euler", "heun" or "rk4".
     noise_conditional: if True, ``b = b0 + sigma * b1``: the noise level shifts biases only, so the
         certificate holds for every noise level.
+    activation: "relu", "leaky_relu" or "spline" (:func:`make_activation`; a spline has one
+        function per hidden channel, ``spline_knots`` knots on ``[-spline_range, spline_range]``,
+        initialised as ``spline_init``; its slopes are in ``[0, 1]`` by construction: ``L_sigma = 1``).
     """
 
     def __init__(
@@ -76,6 +98,9 @@ class GradientStepConv(nn.Module):
         noise_conditional: bool = False,
         power_size: int = 32,
         constrained: bool = True,
+        spline_knots: int = 33,
+        spline_range: float = 1.0,
+        spline_init: str = "relu",
     ) -> None:
         super().__init__()
         if kernel_size % 2 != 1 or kernel_size < 1:
@@ -90,7 +115,10 @@ class GradientStepConv(nn.Module):
         self.alpha_target = float(alpha_target)
         self.integrator = integrator
         self.activation_name = activation
-        self.act, self.lip_act = make_activation(activation)
+        self.act, self.lip_act = make_activation(
+            activation, channels=self.hidden, spline_knots=spline_knots, spline_range=spline_range,
+            spline_init=spline_init,
+        )
         self.noise_conditional = bool(noise_conditional)
         self.power_size = int(power_size)
         fan_in = channels * kernel_size * kernel_size
@@ -119,28 +147,16 @@ class GradientStepConv(nn.Module):
         return bool(torch.isfinite(self.h_frozen))
 
     def _circ(self, x: torch.Tensor, weight: torch.Tensor, transpose: bool) -> torch.Tensor:
-        p = self.kernel_size // 2
-        if transpose:
-            # adjoint of circular conv = circular correlation with the flipped, transposed kernel
-            w = weight.flip(-1, -2).transpose(0, 1)
-        else:
-            w = weight
-        return F.conv2d(F.pad(x, (p, p, p, p), mode="circular"), w)
+        return circular_conv2d(x, weight, adjoint=transpose)
 
     @torch.no_grad()
     def power_iteration(self, iters: int = 1) -> None:
         """Advance the warm-started power iteration on ``W^T W`` by ``iters`` steps."""
-        w = self.weight.detach()
-        u = self.power_u.to(w.dtype)
-        for _ in range(iters):
-            v = self._circ(self._circ(u, w, False), w, True)
-            u = v / v.norm().clamp_min(1e-30)
-        self.power_u.copy_(u)
+        self.power_u.copy_(conv_power_iteration(self.weight, self.power_u, iters))
 
     def norm_sq_current(self) -> torch.Tensor:
         """``||W u||^2`` with the current (detached) singular vector: differentiable in ``W``."""
-        u = self.power_u.to(self.weight.dtype)
-        return self._circ(u, self.weight, False).pow(2).sum()
+        return conv_norm_sq(self.weight, self.power_u)
 
     def step_size(self) -> torch.Tensor:
         """The step ``h`` in use: frozen, or ``2 alpha_target / (L_sigma * estimate)``."""
@@ -196,7 +212,11 @@ class GradientStepConv(nn.Module):
     def freeze(self, *, grid: int = 64) -> None:
         """Fix ``h = 2 alpha_target / (L_sigma * ub^2)`` from the certified upper bound ``ub``.
 
-        An unconstrained block keeps its learned step (its certificate then says what it is)."""
+        An unconstrained block keeps its learned step (its certificate then says what it is).
+        A spline activation is projected (:meth:`LinearSpline.project_`): the stored coefficients
+        become those of the function evaluated."""
+        if isinstance(self.act, LinearSpline):
+            self.act.project_()
         if not self.constrained:
             self.h_frozen.copy_(self.log_h.detach().exp())
             return

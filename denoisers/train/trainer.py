@@ -8,6 +8,15 @@ exactly (sampling is stateless in the step index; model, optimiser and power-ite
 are restored). At the end the network is frozen (steps re-derived from certified upper bounds),
 certified, validated again and saved with its certificate and a training-curve plot.
 
+Spline activations (``activation="spline"``): the loss is ``MSE + tv2_weight * TV2`` with ``TV2``
+the sum of :meth:`denoisers.layers.spline.LinearSpline.tv2` over every spline of the network
+(:func:`denoisers.layers.spline.tv2_penalty`; networks without splines train on the MSE alone,
+exactly as before), and the spline coefficients are projected after each optimiser step
+(:func:`denoisers.layers.spline.project_splines_`: projected gradient descent on
+``{slopes in [0, 1]}``; the forward pass projects anyway, so the certificate never depends on it).
+The learned functions are plotted next to the weights (``*.activations.png``) and summarised
+(effective knots per channel) in the JSON summary.
+
 Distributed: under ``torchrun --nproc_per_node=N`` the same call uses DistributedDataParallel
 (gloo on CPU, nccl on CUDA); the global batch is split over ranks.
 """
@@ -19,7 +28,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,8 +37,10 @@ import torch
 import torch.nn.functional as F
 
 from denoisers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from denoisers.layers.spline import plot_activations, project_splines_, spline_modules, spline_report, tv2_penalty
 from denoisers.models.averaged import AveragedConfig, AveragedResNet
-from denoisers.serialize import save_denoiser
+from denoisers.models.lipschitz_ff import LipschitzFFConfig, LipschitzFFNet
+from denoisers.serialize import build_denoiser, save_denoiser
 from denoisers.train.data import PatchSampler, default_training_images, load_image_folder, shared_data_dir
 
 __all__ = ["TrainConfig", "TrainResult", "train", "validate", "validation_images"]
@@ -39,7 +50,14 @@ STATE_KIND = "training-state"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run (serialised into checkpoints)."""
+    """Everything that defines a training run (serialised into checkpoints).
+
+    ``tv2_weight`` (>= 0) weighs the TV(2) penalty of spline activations against the per-pixel
+    MSE: the penalty is the total slope change of every spline channel (a ReLU-shaped channel
+    counts 1, an affine one 0), so one unit of slope change in one channel costs as much as an
+    increase of the mean squared error by ``tv2_weight`` (1e-4 = 10% of the MSE of a ~30 dB
+    denoiser). It removes knots that the data do not need. Ignored (no effect) without splines.
+    """
 
     sigma: float = 25 / 255
     sigma_range: tuple[float, float] | None = None
@@ -53,6 +71,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     val_sigma: float | None = None
     val_max_images: int | None = None
+    tv2_weight: float = 1e-4
 
     def __post_init__(self) -> None:
         if not (self.sigma > 0 and math.isfinite(self.sigma)):
@@ -66,6 +85,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if isinstance(self.tv2_weight, bool) or not isinstance(self.tv2_weight, (int, float)) or not (
+            math.isfinite(self.tv2_weight) and self.tv2_weight >= 0
+        ):
+            raise ValueError(f"tv2_weight must be a finite number >= 0, got {self.tv2_weight!r}")
 
     def training_range(self) -> tuple[float, float]:
         return tuple(self.sigma_range) if self.sigma_range is not None else (self.sigma, self.sigma)  # type: ignore[return-value]
@@ -121,7 +144,7 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
-def _state_tensors(net: AveragedResNet, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+def _state_tensors(net: AveragedResNet | LipschitzFFNet, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     out = {f"model.{k}": v for k, v in net.state_dict().items()}
     sd = opt.state_dict()
     for idx, st in sd["state"].items():
@@ -130,7 +153,7 @@ def _state_tensors(net: AveragedResNet, opt: torch.optim.Optimizer) -> dict[str,
     return out
 
 
-def _restore(net: AveragedResNet, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+def _restore(net: AveragedResNet | LipschitzFFNet, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
     model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     net.load_state_dict(model_sd, strict=True)
     sd = opt.state_dict()
@@ -167,9 +190,9 @@ def train(
     out: str | os.PathLike,
     *,
     config: TrainConfig = TrainConfig(),
-    architecture: AveragedConfig = AveragedConfig(),
+    architecture: AveragedConfig | LipschitzFFConfig = AveragedConfig(),
     data: list[str] | None = None,
-    init: AveragedResNet | None = None,
+    init: AveragedResNet | LipschitzFFNet | None = None,
     init_name: str | None = None,
     resume: bool = False,
     progress: bool | None = None,
@@ -177,6 +200,10 @@ def train(
     stop_after: int | None = None,
 ) -> TrainResult:
     """Train a certified averaged denoiser and save it to ``out`` (``.safetensors``).
+
+    ``architecture`` picks the family: an :class:`AveragedConfig` trains an
+    :class:`AveragedResNet`, a :class:`LipschitzFFConfig` a :class:`LipschitzFFNet`
+    (:func:`denoisers.serialize.build_denoiser`); the loop is the same for both.
 
     ``state_path`` (default ``out + '.state.safetensors'``) holds the resumable training state.
     ``stop_after`` stops (after checkpointing) once that many steps are done in total: for tests
@@ -211,7 +238,7 @@ def train(
     val_sigma = config.val_sigma if config.val_sigma is not None else config.sigma
 
     torch.manual_seed(config.seed)
-    net = AveragedResNet(architecture)
+    net = build_denoiser(architecture)
     if init is not None:
         if init.config != architecture:
             raise ValueError("init network's architecture differs from the requested architecture")
@@ -224,7 +251,9 @@ def train(
     history: dict[str, list] = {"loss_step": [], "loss": [], "val_step": [], "val_psnr": []}
     if resume and state_path.exists():
         tensors, meta = load_checkpoint(state_path, kind=STATE_KIND)
-        if meta.get("train_config") != _cfg_json(config) or meta.get("architecture") != architecture.to_dict():
+        if not _same_train_config(meta.get("train_config"), config) or not _same_architecture(
+            meta.get("architecture"), architecture
+        ):
             raise CheckpointError(f"{state_path}: saved run has a different configuration; refuse to resume")
         _restore(net, opt, tensors)
         start = int(meta["step"])
@@ -262,6 +291,8 @@ def train(
         }
         save_checkpoint(state_path, _state_tensors(net, opt), meta)
 
+    has_splines = bool(spline_modules(net))
+    use_tv2 = has_splines and config.tv2_weight > 0
     net.train()
     for step in range(start, end):
         for g in opt.param_groups:
@@ -269,18 +300,27 @@ def train(
         clean, noisy, sigma = sampler.sample(step, rank)
         clean, noisy, sigma = clean.to(device), noisy.to(device), sigma.to(device)
         outp = model(noisy, sigma)
-        loss = F.mse_loss(outp, clean)
+        loss = mse = F.mse_loss(outp, clean)
+        tv2 = None
+        if use_tv2:
+            tv2 = tv2_penalty(net)
+            loss = mse + config.tv2_weight * tv2
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if has_splines:
+            project_splines_(net)
         lv = float(loss.detach())
         if not math.isfinite(lv):
             raise FloatingPointError(f"training loss became {lv} at step {step}; lower --lr")
-        running = lv if running is None else 0.98 * running + 0.02 * lv
+        mv = float(mse.detach()) if tv2 is not None else lv
+        running = mv if running is None else 0.98 * running + 0.02 * mv
         done = step + 1
         if done % 20 == 0 or done == end:
             history["loss_step"].append(done)
             history["loss"].append(running)
+            if tv2 is not None:
+                history.setdefault("tv2", []).append(float(tv2.detach()))
         if val_imgs is not None and rank == 0 and (done % config.validate_every == 0):
             net.eval()
             psnr = validate(net, val_imgs, val_sigma)
@@ -320,12 +360,39 @@ def train(
         }
         save_denoiser(net, out, metadata=meta)
         _plot_curve(history, out.with_suffix(".curve.png"))
-        (out.with_suffix(".json")).write_text(json.dumps({k: v for k, v in meta.items() if k != "history"} | {"certificate": cert.to_dict(), "architecture": architecture.to_dict()}, indent=2))
+        extra: dict[str, Any] = {}
+        if has_splines:
+            plot_activations(net, out.with_suffix(".activations.png"))
+            extra["splines"] = spline_report(net)
+        (out.with_suffix(".json")).write_text(json.dumps({k: v for k, v in meta.items() if k != "history"} | {"certificate": cert.to_dict(), "architecture": architecture.to_dict()} | extra, indent=2))
     if distributed:
         import torch.distributed as dist
 
         dist.barrier()
     return TrainResult(path=str(out), steps=config.steps, val_psnr=final_psnr, certificate=cert.to_dict(), history=history)
+
+
+def _same_train_config(saved: Any, config: TrainConfig) -> bool:
+    """Saved run config == ``config``; keys missing from an older state file (fields added since,
+    e.g. ``tv2_weight``) take their defaults, so older runs still resume."""
+    if not isinstance(saved, dict):
+        return False
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    full = {k: v for k, v in defaults.items() if k not in saved} | saved
+    if full.get("sigma_range") is not None:
+        full["sigma_range"] = list(full["sigma_range"])
+    return full == _cfg_json(config)
+
+
+def _same_architecture(saved: Any, architecture: Any) -> bool:
+    """Saved architecture == ``architecture``, read through the config's ``from_dict`` (which fills
+    fields added since, e.g. the spline settings, with their defaults)."""
+    if not isinstance(saved, dict):
+        return False
+    try:
+        return type(architecture).from_dict(saved) == architecture
+    except (TypeError, ValueError):
+        return False
 
 
 def _cfg_json(cfg: TrainConfig) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 The certificate (Lipschitz bound, averagedness alpha, per-layer norm bounds) is computed from
 upper bounds; the empirical checks search for evidence against it (Jacobian power iteration,
 adversarial pairs, the averagedness inequality). Certified values must dominate the empirical ones.
+Networks with learned spline activations also get a summary of their effective knots (slope
+changes larger than 1e-3) per spline.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import denoisers
     from denoisers.estimate import adversarial_averagedness, adversarial_lipschitz, jacobian_spectral_norm
+    from denoisers.layers.spline import spline_report
 
     if args.size < 8:
         raise ValueError(f"--size must be >= 8, got {args.size}")
@@ -82,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         "certificate_seconds": t_cert,
         "metadata": {k: v for k, v in getattr(model, "metadata", {}).items() if k != "history"},
     }
+    splines = spline_report(model)
+    if splines:
+        out["splines"] = splines
     print(f"model            : {args.model}")
     print(f"certified        : Lipschitz <= {cert.lipschitz_bound:.6g}, alpha = {cert.alpha}")
     print(f"how              : {cert.method}")
@@ -89,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"empirical (lower): Jacobian norm {jac.value:.6f}, adversarial pair {lip.value:.6f}")
     if avg is not None:
         print(f"averagedness     : worst ratio found {avg.value:.6f} (<= 1 means alpha = {cert.alpha:.6g} holds)")
+    if splines:
+        eff = [k for entry in splines for k in entry["effective_knots"]]
+        print(f"splines          : {len(splines)} activations, {len(eff)} channels, effective knots "
+              f"mean {sum(eff) / len(eff):.2f} (min {min(eff)}, max {max(eff)})")
     print(f"consistent       : {'yes' if holds else 'NO: an empirical lower bound exceeds the certificate'}")
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,27 @@
 """``pnp train``: train (or fine-tune) a certified averaged denoiser.
 
+Two families (``--family``):
+
+* ``rk`` (default): the averaged ResNet of gradient steps (:class:`denoisers.AveragedResNet`);
+  ``--channels``, ``--hidden``, ``--depth`` (blocks, default 12), ``--alpha-block``,
+  ``--integrator``, ``--theta`` (default 1).
+* ``ff``: the feed-forward 1-Lipschitz CNN (:class:`denoisers.LipschitzFFNet`); ``--features``
+  (width, default 64; a separate flag from ``--channels`` because the widths that match in size
+  differ: 64 x 5 convolutions ~ the rk default 32 x 12 blocks), ``--depth`` (convolutions,
+  default 5), ``--theta`` (default 0.99: ``D = (1 - theta) I + theta N`` is theta-averaged).
+  The network is blind: with ``--sigma-range`` it is trained over the range, not conditioned.
+
+Flags of the other family are refused. Both take ``--activation``; ``--activation spline`` learns
+a monotone 1-Lipschitz linear spline per channel (``--spline-knots``, ``--spline-range``,
+``--spline-init``), regularised by ``--tv2-weight`` (see :mod:`denoisers.layers.spline`).
+
 Examples::
 
     pnp train --sigma 0.1 --out weights/my-s0.1.safetensors
     pnp train --sigma 0.1 --sigma-range 0.01:0.2 --data DIR1,DIR2 --out weights/cond.safetensors
     pnp train --sigma 0.06 --init rk-averaged-s25 --steps 500 --out weights/ft.safetensors
+    pnp train --family ff --features 64 --depth 5 --sigma 0.1 --out weights/ff-s0.1.safetensors
+    pnp train --sigma 0.1 --activation spline --tv2-weight 1e-5 --out weights/spline.safetensors
     torchrun --nproc_per_node=2 -m pnp train --sigma 0.1 --out weights/ddp.safetensors
 """
 
@@ -43,22 +60,44 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--validate-every", type=int, default=500)
     p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--channels", type=int, default=32)
-    p.add_argument("--hidden", type=int, default=32)
-    p.add_argument("--depth", type=int, default=12)
-    p.add_argument("--alpha-block", type=float, default=0.98)
-    p.add_argument("--activation", default="relu", choices=("relu", "leaky_relu"))
-    p.add_argument("--integrator", default="euler", choices=("euler", "heun", "rk4"))
-    p.add_argument("--theta", type=float, default=1.0, help="final relaxation (1 - theta) I + theta N")
+    p.add_argument("--family", choices=("rk", "ff"), default=None,
+                   help="rk: averaged gradient-step ResNet (default); ff: feed-forward 1-Lipschitz CNN")
+    p.add_argument("--channels", type=int, default=None, help="rk: state channels (default 32)")
+    p.add_argument("--hidden", type=int, default=None, help="rk: hidden channels per block (default 32)")
+    p.add_argument("--features", type=int, default=None, help="ff: width of the hidden layers (default 64)")
+    p.add_argument("--depth", type=int, default=None, help="rk: blocks (default 12); ff: convolutions (default 5)")
+    p.add_argument("--alpha-block", type=float, default=None, help="rk: averagedness per block (default 0.98)")
+    p.add_argument("--activation", default="relu", choices=("relu", "leaky_relu", "spline"),
+                   help="spline: learned per-channel monotone 1-Lipschitz linear splines (default relu)")
+    p.add_argument("--spline-knots", type=int, default=None, help="spline: odd number of knots (default 33)")
+    p.add_argument("--spline-range", type=float, default=None, help="spline: knots on [-R, R] (default 1.0)")
+    p.add_argument("--spline-init", default=None, choices=("relu", "identity", "zero"),
+                   help="spline: initial function (default relu)")
+    p.add_argument("--tv2-weight", type=float, default=None,
+                   help="spline: weight of the TV(2) penalty (total slope change of every spline) "
+                        "added to the MSE (default 1e-4; no effect without splines)")
+    p.add_argument("--integrator", default=None, choices=("euler", "heun", "rk4"), help="rk: (default euler)")
+    p.add_argument("--theta", type=float, default=None,
+                   help="final relaxation (1 - theta) I + theta N (default: rk 1, ff 0.99)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     p.set_defaults(func=run)
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def _refuse(flags: dict, family: str) -> None:
+    given = sorted(name for name, value in flags.items() if value is not None)
+    if given:
+        raise ValueError(f"{', '.join(given)} do(es) not apply to --family {family}")
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import denoisers
-    from denoisers.models import AveragedConfig
+    from denoisers.models import AveragedConfig, LipschitzFFConfig
     from denoisers.train import TrainConfig, train
 
     if not args.sigma > 0:
@@ -67,25 +106,45 @@ def run(args: argparse.Namespace) -> int:
     for d in data or []:
         if not Path(d).exists():
             raise FileNotFoundError(f"--data folder not found: {d}")
+    rk_only = {"--channels": args.channels, "--hidden": args.hidden, "--alpha-block": args.alpha_block,
+               "--integrator": args.integrator}
+    ff_only = {"--features": args.features}
     init_net = None
     if args.init:
         loaded = denoisers.load(args.init)
         inner = loaded.denoiser if hasattr(loaded, "denoiser") else loaded
         inner = inner.net if hasattr(inner, "net") else inner
-        if not isinstance(inner, denoisers.AveragedResNet):
-            raise ValueError(f"--init {args.init} is not a single averaged network (use a member name, not a family)")
+        if not isinstance(inner, (denoisers.AveragedResNet, denoisers.LipschitzFFNet)):
+            raise ValueError(f"--init {args.init} is not a single certified network (use a member name, not a family)")
+        family = "ff" if isinstance(inner, denoisers.LipschitzFFNet) else "rk"
+        if args.family is not None and args.family != family:
+            raise ValueError(f"--family {args.family} does not match --init {args.init} (a {family} network)")
         init_net = inner
         arch = inner.config
-    else:
+    elif (args.family or "rk") == "rk":
+        _refuse(ff_only, "rk")
         arch = AveragedConfig(
-            channels=args.channels, hidden=args.hidden, depth=args.depth, alpha_block=args.alpha_block,
-            activation=args.activation, integrator=args.integrator, theta=args.theta,
+            channels=_or(args.channels, 32), hidden=_or(args.hidden, 32), depth=_or(args.depth, 12),
+            alpha_block=_or(args.alpha_block, 0.98), activation=args.activation,
+            integrator=_or(args.integrator, "euler"), theta=_or(args.theta, 1.0),
             noise_conditional=args.sigma_range is not None,
+            **{k: getattr(args, k) for k in ("spline_knots", "spline_range", "spline_init")
+               if getattr(args, k) is not None},
+        )
+    else:
+        _refuse(rk_only, "ff")
+        # spline flags (--spline-knots, --spline-range, --spline-init) when the parser has them
+        spline = {k: getattr(args, k) for k in ("spline_knots", "spline_range", "spline_init")
+                  if getattr(args, k, None) is not None}
+        arch = LipschitzFFConfig(
+            features=_or(args.features, 64), depth=_or(args.depth, 5), activation=args.activation,
+            theta=_or(args.theta, 0.99), **spline,
         )
     cfg = TrainConfig(
         sigma=args.sigma, sigma_range=args.sigma_range, steps=args.steps, batch_size=args.batch_size,
         patch_size=args.patch_size, lr=args.lr, seed=args.seed, validate_every=args.validate_every,
         checkpoint_every=args.checkpoint_every,
+        **({} if args.tv2_weight is None else {"tv2_weight": args.tv2_weight}),
     )
     res = train(args.out, config=cfg, architecture=arch, data=data, init=init_net, init_name=args.init,
                 resume=args.resume, progress=args.progress)
