@@ -79,6 +79,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--integrator", default=None, choices=("euler", "heun", "rk4"), help="rk: (default euler)")
     p.add_argument("--theta", type=float, default=None,
                    help="final relaxation (1 - theta) I + theta N (default: rk 1, ff 0.99)")
+    p.add_argument("--unconstrained", action="store_true", default=None,
+                   help="rk: no spectral constraint (a learned free step per block): an uncertified "
+                        "baseline of the same architecture, to measure the price of the certificate")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     p.set_defaults(func=run)
 
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     rk_only = {"--channels": args.channels, "--hidden": args.hidden, "--alpha-block": args.alpha_block,
                "--integrator": args.integrator}
     ff_only = {"--features": args.features}
+    rk_only["--unconstrained"] = args.unconstrained
     init_net = None
     if args.init:
         loaded = denoisers.load(args.init)
@@ -127,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             channels=_or(args.channels, 32), hidden=_or(args.hidden, 32), depth=_or(args.depth, 12),
             alpha_block=_or(args.alpha_block, 0.98), activation=args.activation,
             integrator=_or(args.integrator, "euler"), theta=_or(args.theta, 1.0),
-            noise_conditional=args.sigma_range is not None,
+            noise_conditional=args.sigma_range is not None, constrained=not args.unconstrained,
             **{k: getattr(args, k) for k in ("spline_knots", "spline_range", "spline_init")
                if getattr(args, k) is not None},
         )

@@ -119,3 +119,21 @@ def test_ddp_two_processes(tmp_path, image_dir):
     assert net.certificate.alpha < 1
     _, meta = load_checkpoint(out)
     assert meta["world_size"] == 2
+
+
+def test_cli_unconstrained_baseline(tmp_path, image_dir, monkeypatch):
+    """--unconstrained trains the same architecture without the spectral constraint; its file says so."""
+    from pnp.cli import main
+
+    monkeypatch.setenv("PNP_SHARED_DATA", str(tmp_path / "no-shared"))
+    out = tmp_path / "free.safetensors"
+    rc = main(["train", "--sigma", "0.1", "--data", str(image_dir), "--out", str(out), "--steps", "2",
+               "--batch-size", "2", "--patch-size", "16", "--channels", "3", "--hidden", "3", "--depth", "2",
+               "--unconstrained", "--no-progress"])
+    assert rc == 0
+    net = load_denoiser(out)
+    assert net.config.constrained is False
+    assert all(not b.constrained for b in net.blocks)
+    # a flag of the other family is refused
+    assert main(["train", "--sigma", "0.1", "--family", "ff", "--unconstrained", "--data", str(image_dir),
+                 "--out", str(tmp_path / "x.safetensors")]) == 2
