@@ -49,6 +49,12 @@ def _score(args: tuple[Protocol, list[Task], str]) -> tuple[float, list[float]]:
     return float(np.mean(ps)), ps
 
 
+def _describe(description: str, note: str) -> str:
+    """``description`` with ``[note]`` appended once (a recalibration does not repeat it)."""
+    tag = f" [{note}]"
+    return description if description.endswith(tag) else description + tag
+
+
 def calibrate(
     protocol: Protocol | str,
     *,
@@ -153,7 +159,7 @@ def calibrate(
     )
     new = base.replace(
         name=name or f"{base.name}-cal",
-        description=base.description + f" [rule calibrated on {len(images)} image(s) of {dev_dir.name}]",
+        description=_describe(base.description, f"rule calibrated on {len(images)} image(s) of {dev_dir.name}"),
         rule=base.rule.with_entries(tuple(new_entries)),
         calibration=cal,
     )

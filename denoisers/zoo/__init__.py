@@ -8,12 +8,20 @@ Serving other noise levels. A network ``N`` trained at level ``s0`` serves level
 conjugation with a scaling, ``D_s(x) = N(c x) / c`` with ``c = s0 / s``: the noise of ``c x`` has
 level ``s0``. If ``N = (1 - alpha) I + alpha R`` with ``R`` non-expansive then
 ``D_s = (1 - alpha) I + alpha R_c`` with ``R_c(x) = R(c x) / c`` non-expansive, so ``D_s`` keeps
-the certificate of ``N`` for every ``s``. The family name (e.g. ``"rk-averaged"``) picks, per
-image, the shipped network whose training level is nearest (in log scale) and rescales.
+the certificate of ``N`` for every ``s``. The *quality* does not carry over that far: the network
+has only seen intensities in ``[0, 1]``, and far from ``s0`` (``c`` of 2.5 and more) it loses
+several dB (BENCHMARKS.md, "zoo members").
+
+The family name (e.g. ``"rk-averaged"``) picks, per image, one shipped network and rescales it.
+Member ``i`` (sorted by training level) serves ``[t_{i-1}, t_i)``; the switch levels ``t`` are the
+geometric means of neighbouring training levels (the nearest member in log scale) unless the file
+``weights/<family>.family.json`` gives measured ones (``{"switch_levels": [...]}``, one fewer
+than the members, increasing, with the measurement that chose them).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -119,18 +127,36 @@ class ZooFamily(Denoiser):
     certified with the largest ``alpha`` and Lipschitz bound among its members.
     """
 
-    def __init__(self, members: list[ScaledDenoiser]) -> None:
+    def __init__(self, members: list[ScaledDenoiser], switch_levels: list[float] | None = None) -> None:
         super().__init__()
         if not members:
             raise ValueError("a zoo family needs at least one network")
         self.members = nn.ModuleList(sorted(members, key=lambda m: m.train_sigma))
         self.levels = [m.train_sigma for m in self.members]
+        if switch_levels is None:
+            switch_levels = [math.sqrt(a * b) for a, b in zip(self.levels, self.levels[1:])]
+        switch_levels = [float(t) for t in switch_levels]
+        if len(switch_levels) != len(self.levels) - 1:
+            raise ValueError(f"switch_levels needs {len(self.levels) - 1} value(s) for {len(self.levels)} "
+                             f"members, got {len(switch_levels)}")
+        bounds = [0.0, *switch_levels]
+        if not all(math.isfinite(t) for t in switch_levels) or not all(a < b for a, b in zip(bounds, bounds[1:])):
+            raise ValueError(f"switch_levels must be finite, > 0 and increasing, got {switch_levels}")
+        self.switch_levels = switch_levels
         self.metadata = {
             "family": FAMILY,
             "members": [m.metadata.get("name") for m in self.members],
             "train_sigmas": self.levels,
+            "switch_levels": switch_levels,
             "noise_levels": [2.55 / 255, 50 / 255],
         }
+
+    def member_index(self, sigma: Any, batch: int = 1, like: torch.Tensor | None = None) -> torch.Tensor:
+        """Index of the member that serves each image's ``sigma``."""
+        like = like if like is not None else torch.zeros(())
+        s = _sigma_vec(sigma, batch, like)
+        t = torch.tensor(self.switch_levels, dtype=s.dtype, device=s.device)
+        return torch.bucketize(s, t, right=True)
 
     @property
     def certificate(self) -> Certificate:
@@ -148,13 +174,27 @@ class ZooFamily(Denoiser):
 
     def forward(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
         s = _sigma_vec(sigma, x.shape[0], x)
-        logs = torch.tensor([math.log(v) for v in self.levels], dtype=s.dtype, device=s.device)
-        idx = (torch.log(s).view(-1, 1) - logs.view(1, -1)).abs().argmin(dim=1)
+        idx = self.member_index(s, x.shape[0], x)
         out = torch.empty_like(x)
         for j in idx.unique().tolist():
             sel = (idx == j).nonzero().flatten()
             out[sel] = self.members[j](x[sel], s[sel])
         return out
+
+
+def _switch_levels(family: str) -> list[float] | None:
+    """Measured switch levels of a family (``weights/<family>.family.json``), if shipped."""
+    path = _WEIGHTS / f"{family}.family.json"
+    if not path.is_file():
+        return None
+    try:
+        levels = json.loads(path.read_text())["switch_levels"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"corrupt family file {path}: {e}") from e
+    if not isinstance(levels, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                               for v in levels):
+        raise ValueError(f"corrupt family file {path}: switch_levels must be a list of numbers")
+    return [float(v) for v in levels]
 
 
 def _load_member(path: Path, name: str) -> ScaledDenoiser:
@@ -182,7 +222,8 @@ def load(name: str, *, device: str | torch.device | None = None) -> nn.Module:
     files = _model_files()
     sname = str(name)
     if sname == FAMILY and any(n.startswith(FAMILY + "-") for n in files):
-        model: nn.Module = ZooFamily([_load_member(p, n) for n, p in files.items() if n.startswith(FAMILY + "-")])
+        model: nn.Module = ZooFamily([_load_member(p, n) for n, p in files.items() if n.startswith(FAMILY + "-")],
+                                     _switch_levels(FAMILY))
     elif sname in files:
         model = _load_member(files[sname], sname)
     elif sname.endswith(".safetensors") or Path(sname).exists():

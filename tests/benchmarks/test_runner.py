@@ -206,6 +206,11 @@ def test_calibration_freezes_the_best_grid_point(images, tmp_path):
     again = load_protocol(path)
     assert again == new.replace(calibration=again.calibration) and again.calibration.command == "test"
     assert json.loads(spath.read_text())["scores"][0]["denoiser"] == "quadratic"
+    # recalibrating a calibrated protocol keeps its earlier entries and notes the calibration once
+    newer, _ = calibrate(new, data=str(images), denoisers=("wiener",), kernels=(0,), max_images=1,
+                         max_iter=3, factors=(1.0,))
+    assert newer.description.count("rule calibrated") == 1
+    assert set(new.rule.entries) <= set(newer.rule.entries)
 
 
 def test_denoise_benchmark(images, tmp_path):

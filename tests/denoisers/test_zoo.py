@@ -1,0 +1,114 @@
+"""The weight zoo: names, loading, rescaling to other noise levels, family switching, colour."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import denoisers
+from denoisers import zoo
+from denoisers.estimate import adversarial_averagedness, adversarial_lipschitz
+
+SHIPPED = [n for n in denoisers.available() if n != zoo.FAMILY]
+
+
+@pytest.fixture(scope="module")
+def family():
+    """The family, loaded once (loading re-checks every member's certificate, which takes seconds)."""
+    return denoisers.load(zoo.FAMILY)
+
+
+def member(family, name):
+    return next(m for m in family.denoiser.members if m.metadata["name"] == name)
+
+
+def test_available_lists_the_family_and_its_members():
+    names = denoisers.available()
+    assert SHIPPED, "the zoo ships no weights"
+    assert names[0] == zoo.FAMILY and all(n.startswith(zoo.FAMILY + "-") for n in SHIPPED)
+    for n in SHIPPED:
+        assert (zoo.weights_dir() / f"{n}.json").is_file(), f"{n} has no JSON metadata next to its weights"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_each_member_loads_certified_with_its_levels(family, name):
+    d = member(family, name)
+    cert = d.certificate
+    assert cert.lipschitz_bound <= 1.0 + 1e-9 and cert.alpha is not None and 0 < cert.alpha < 1
+    lo, hi = d.metadata["noise_levels"]
+    assert 0 < lo <= 2.55 / 255 + 1e-12 and hi >= 50 / 255 - 1e-12
+    meta = json.loads((zoo.weights_dir() / f"{name}.json").read_text())
+    assert d.train_sigma == pytest.approx(meta["sigma"])
+
+
+def test_rescaling_is_conjugation_by_the_scale(family):
+    d = member(family, SHIPPED[0])
+    s0 = d.train_sigma
+    x = torch.rand(2, 1, 24, 24, generator=torch.Generator().manual_seed(0))
+    for s in (s0 / 3, s0, 2 * s0):
+        c = s0 / s
+        torch.testing.assert_close(d(x, s), d.net(c * x, s0) / c, rtol=1e-5, atol=1e-6)
+
+
+def test_rescaled_member_keeps_its_certificate_under_adversarial_search(family):
+    d = member(family, SHIPPED[0])
+    alpha = d.certificate.alpha
+    x0 = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    for s in (2.55 / 255, 50 / 255):  # far from the training level on both sides
+        lip = adversarial_lipschitz(d, x0, s, steps=30, seed=0)
+        avg = adversarial_averagedness(d, x0, alpha, s, steps=30, seed=0)
+        assert 0.5 < lip.value <= d.certificate.lipschitz_bound + 1e-4  # the search is not idle
+        assert avg.value <= 1 + 1e-4
+
+
+def test_family_switches_member_by_level_and_each_image_gets_its_own(family):
+    fam = family.denoiser
+    levels, t = fam.levels, fam.switch_levels
+    assert levels == sorted(levels) and len(t) == len(levels) - 1
+    assert all(a < b < c for a, b, c in zip(levels, t, levels[1:])), "a member must serve its own level"
+    idx = fam.member_index(torch.tensor(levels), len(levels))
+    assert idx.tolist() == list(range(len(levels)))
+    x = torch.rand(len(levels), 1, 20, 20, generator=torch.Generator().manual_seed(2))
+    s = torch.tensor(levels)
+    out = fam(x, s)
+    for i, m in enumerate(fam.members):
+        torch.testing.assert_close(out[i:i + 1], m(x[i:i + 1], s[i:i + 1]))
+    assert fam.certificate.alpha == pytest.approx(max(m.certificate.alpha for m in fam.members))
+
+
+def test_family_switch_levels_are_validated(family):
+    m = list(family.denoiser.members)
+    with pytest.raises(ValueError, match=f"switch_levels needs {len(m) - 1}"):
+        zoo.ZooFamily(m, [0.1] * len(m))
+    if len(m) > 1:
+        with pytest.raises(ValueError, match="increasing"):
+            zoo.ZooFamily(m, [math.nan] * (len(m) - 1))
+        with pytest.raises(ValueError, match="increasing"):
+            zoo.ZooFamily(m, [0.1 * (len(m) - i) for i in range(len(m) - 1)] if len(m) > 2 else [-0.1])
+
+
+def test_colour_is_per_channel(family):
+    d = family
+    x = torch.rand(1, 3, 20, 20, generator=torch.Generator().manual_seed(3))
+    out = d(x, 0.1)
+    for c in range(3):
+        torch.testing.assert_close(out[:, c:c + 1], d(x[:, c:c + 1], 0.1))
+
+
+def test_unknown_name_lists_what_exists():
+    with pytest.raises(ValueError, match="available: rk-averaged"):
+        denoisers.load("no-such-denoiser")
+    with pytest.raises(TypeError, match="name"):
+        denoisers.load(3)
+
+
+def test_family_file_is_read_and_a_corrupt_one_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "_WEIGHTS", tmp_path)
+    assert zoo._switch_levels("fam") is None
+    (tmp_path / "fam.family.json").write_text('{"switch_levels": [0.02, 0.07]}')
+    assert zoo._switch_levels("fam") == [0.02, 0.07]
+    for bad in ("{not json", '{"levels": [1]}', '{"switch_levels": ["a"]}', '{"switch_levels": 3}'):
+        (tmp_path / "fam.family.json").write_text(bad)
+        with pytest.raises(ValueError, match="corrupt family file"):
+            zoo._switch_levels("fam")
