@@ -55,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--denoiser", default="tv", help="tv, quadratic or a zoo name (default tv)")
     p.add_argument("--solver", choices=("fbs", "hqs", "admm"), default="fbs")
     p.add_argument("--sigma", type=float, default=None, help="denoiser sigma (default: rule)")
-    p.add_argument("--gamma", type=float, default=None, help="step size (default 1/||A||^2)")
+    p.add_argument("--gamma", type=float, default=None, help="step size (default: rule; 1/||A||^2, or 1.95/||A||^2 for learned denoisers in FBS)")
     p.add_argument("--max-iter", type=positive_int, default=150, help="default 150")
     p.add_argument("--tol", type=float, default=1e-4, help="stop when residual < tol (1e-4)")
     p.add_argument("--out", required=True, help="restored image (.png/.tif/.jpg)")

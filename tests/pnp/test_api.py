@@ -45,8 +45,11 @@ def test_default_rule():
     sigma, gamma = pnp.default_parameters(0.02, denoiser=quad, opnorm=0.5)
     assert gamma == 4.0
     assert abs(sigma**2 * quad.weight / gamma - pnp.api.QUADRATIC_LAMBDA_PER_NOISE * 0.02) < 1e-12
-    sigma, _ = pnp.default_parameters(0.0, denoiser=lambda x, s: x, opnorm=1.0)
+    sigma, gamma = pnp.default_parameters(0.0, denoiser=lambda x, s: x, opnorm=1.0)
     assert sigma == pytest.approx(pnp.api.LEARNED_SIGMA_PER_NOISE * 1e-3)
+    assert gamma == pytest.approx(pnp.api.LEARNED_FBS_GAMMA_SCALE) and gamma < 2.0  # FBS guarantee
+    _, gamma = pnp.default_parameters(0.01, denoiser=lambda x, s: x, opnorm=0.5, solver="admm")
+    assert gamma == 4.0
 
 
 def test_registry():
