@@ -89,6 +89,7 @@ def hermitian_spectral_norms(mats: torch.Tensor) -> torch.Tensor:
     m = mats.to(torch.complex128) if mats.is_complex() else mats.to(torch.float64)
     if m.shape[-2] < m.shape[-1]:
         m = m.mH
+    m = m.contiguous()  # batched matmul on a permuted view is about twice slower
     gram = (m.mH @ m).contiguous()
     lam = torch.linalg.eigvalsh(gram)[..., -1].clamp_min(0.0)
     return lam.sqrt()
