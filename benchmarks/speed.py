@@ -162,16 +162,11 @@ def measure_scaling(
     ``isolate`` (default: on the CPU): measure each size in a fresh spawned process, so that the
     resident-set peak is not hidden by memory the allocator kept from earlier sizes.
     """
-    from operators import load_kernel
-
     dev = torch.device(device) if device not in (None, "auto") else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sizes = tuple(sizes) if sizes else default_sizes(dev.type)
     if iterations < 2 or warmup < 0:
         raise ValueError(f"iterations must be >= 2 and warmup >= 0, got {iterations!r}, {warmup!r}")
-    k = load_kernel(kernel)
-    for n in sizes:
-        if n < max(k.shape) or n < 8:
-            raise ValueError(f"size {n} is smaller than the kernel {tuple(k.shape)} (or 8)")
+    _check_sizes(sizes, kernel)
     isolate = (dev.type == "cpu") if isolate is None else bool(isolate)
     rows = []
     for n in sizes:
@@ -204,6 +199,15 @@ def measure_scaling(
     }
 
 
+def _check_sizes(sizes: tuple[int, ...], kernel: str) -> None:
+    from operators import load_kernel
+
+    k = load_kernel(kernel)
+    for n in sizes:
+        if n < max(k.shape) or n < 8:
+            raise ValueError(f"size {n} is smaller than the kernel {tuple(k.shape)} (or 8)")
+
+
 def measure_speed(
     *,
     sizes: tuple[int, ...] | None = None,
@@ -220,6 +224,7 @@ def measure_speed(
     from benchmarks.overhead import measure_overhead
 
     dev = device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
+    _check_sizes(tuple(sizes) if sizes else default_sizes(torch.device(dev).type), kernel)  # before any work
     over = measure_overhead(size=overhead_size, denoiser=denoiser, kernel=kernel,
                             iterations=overhead_iterations, repeats=repeats, device=dev)
     scal = measure_scaling(sizes=sizes, denoiser=denoiser, kernel=kernel, iterations=iterations, device=dev,
