@@ -2,10 +2,15 @@
 
 ``D(x) = (1 - theta) x + theta * N(x)``, ``N = P o B_m o ... o B_1 o E`` where
 
-* ``E`` lifts ``C_img`` channels to ``C`` state channels by zero padding (an isometry),
+* ``E`` lifts ``C_img`` channels to ``C`` state channels by zero padding (an isometry); with
+  ``pixel_unshuffle = r > 1`` it first zero-pads the image to a multiple of ``r`` (an isometry)
+  and rearranges every ``r x r`` cell into channels (space-to-depth, a permutation of the pixels,
+  so orthogonal): the blocks then run on ``C_img r^2`` channels at ``1/r`` of the resolution,
+  ``r^2`` times the parameters and twice the receptive field for the same arithmetic per pixel,
 * ``B_i`` are :class:`GradientStepConv` blocks (``alpha_i``-averaged Euler steps, or
   non-expansive Heun/RK4 steps),
-* ``P`` keeps the first ``C_img`` channels (norm <= 1).
+* ``P`` keeps the first ``C_img r^2`` channels (norm <= 1), rearranges them back
+  (depth-to-space) and crops the padding: ``P = E^T``.
 
 If ``B = B_m o ... o B_1`` is ``alpha``-averaged, ``B = (1 - alpha) I + alpha R``, then
 ``P B E = (1 - alpha) I + alpha (P R E)`` with ``P R E`` non-expansive (``P E = I``), so ``N``
@@ -60,15 +65,17 @@ class AveragedConfig:
     spline_knots: int = 33
     spline_range: float = 1.0
     spline_init: str = "relu"
+    pixel_unshuffle: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("image_channels", "channels", "hidden", "depth", "kernel_size", "power_size"):
+        for name in ("image_channels", "channels", "hidden", "depth", "kernel_size", "power_size", "pixel_unshuffle"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.channels < self.image_channels:
+        if self.channels < self.lifted_channels:
             raise ValueError(
-                f"channels ({self.channels}) must be >= image_channels ({self.image_channels})"
+                f"channels ({self.channels}) must be >= image_channels * pixel_unshuffle^2 "
+                f"({self.image_channels} * {self.pixel_unshuffle}^2 = {self.lifted_channels})"
             )
         if not (0.0 < self.theta <= 1.0):
             raise ValueError(f"theta must be in (0, 1], got {self.theta!r}")
@@ -80,6 +87,11 @@ class AveragedConfig:
         # without these keys get the defaults through from_dict
         check_spline_args(self.spline_knots, self.spline_range, self.spline_init)
         object.__setattr__(self, "spline_range", float(self.spline_range))
+
+    @property
+    def lifted_channels(self) -> int:
+        """Channels of the image after space-to-depth (``image_channels * pixel_unshuffle^2``)."""
+        return self.image_channels * self.pixel_unshuffle**2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +122,32 @@ def _sigma_tensor(sigma: Any, batch: int, like: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(s).all() or (s < 0).any():
         raise ValueError(f"sigma must be finite and >= 0, got {s.tolist()}")
     return s
+
+
+def lift(x: torch.Tensor, cfg: AveragedConfig) -> torch.Tensor:
+    """``E x``: zero-pad to a multiple of ``r`` (bottom/right), space-to-depth, zero channels.
+
+    Every step is an isometry, so ``||E x|| = ||x||`` and ``E^T E = I`` (:func:`project`)."""
+    r = cfg.pixel_unshuffle
+    z = x
+    if r > 1:
+        ph, pw = (-x.shape[-2]) % r, (-x.shape[-1]) % r
+        if ph or pw:
+            z = torch.nn.functional.pad(z, (0, pw, 0, ph))
+        z = torch.nn.functional.pixel_unshuffle(z, r)
+    c = z.shape[1]
+    if cfg.channels > c:
+        z = torch.cat([z, z.new_zeros(z.shape[0], cfg.channels - c, *z.shape[2:])], dim=1)
+    return z
+
+
+def project(z: torch.Tensor, cfg: AveragedConfig, shape: torch.Size) -> torch.Tensor:
+    """``E^T z`` for an image of ``shape``: first channels, depth-to-space, crop."""
+    r = cfg.pixel_unshuffle
+    out = z[:, : cfg.lifted_channels]
+    if r > 1:
+        out = torch.nn.functional.pixel_shuffle(out, r)[..., : shape[-2], : shape[-1]]
+    return out
 
 
 def check_image(x: Any, channels: int) -> None:
@@ -168,12 +206,10 @@ class AveragedResNet(Denoiser):
             s = _sigma_tensor(sigma, x.shape[0], x)
         elif cfg.noise_conditional:
             raise ValueError("sigma is required: this denoiser is noise-conditional")
-        z = x
-        if cfg.channels > cfg.image_channels:
-            z = torch.cat([x, x.new_zeros(x.shape[0], cfg.channels - cfg.image_channels, *x.shape[2:])], dim=1)
+        z = lift(x, cfg)
         for block in self.blocks:
             z = block(z, s)
-        out = z[:, : cfg.image_channels]
+        out = project(z, cfg, x.shape)
         if cfg.theta != 1.0:
             out = (1.0 - cfg.theta) * x + cfg.theta * out
         return out
@@ -259,6 +295,11 @@ class AveragedResNet(Denoiser):
                 lip *= b.lipschitz_bound(grid=grid)
             lip = (1.0 - cfg.theta) + cfg.theta * lip
         notes = "lifting by zero channels (isometry) and projection on the first channels (norm 1)"
+        if cfg.pixel_unshuffle > 1:
+            notes += (
+                f"; space-to-depth by {cfg.pixel_unshuffle} after zero padding to a multiple of it "
+                "(a permutation: orthogonal) and its inverse after the blocks"
+            )
         if not self.frozen:
             notes += "; NOT frozen: steps come from a power-iteration estimate"
         if cfg.activation == "spline":
@@ -316,9 +357,7 @@ class ExportedAveragedResNet(Denoiser):
         s = _sigma_tensor(sigma, x.shape[0], x) if sigma is not None else None
         if cfg.noise_conditional and s is None:
             raise ValueError("sigma is required: this denoiser is noise-conditional")
-        z = x
-        if cfg.channels > cfg.image_channels:
-            z = torch.cat([x, x.new_zeros(x.shape[0], cfg.channels - cfg.image_channels, *x.shape[2:])], dim=1)
+        z = lift(x, cfg)
         p = cfg.kernel_size // 2
         for i in range(len(self.weights)):
             w = self.weights[i].to(x.dtype)
@@ -342,7 +381,7 @@ class ExportedAveragedResNet(Denoiser):
                     k3 = g(z - 0.5 * h * k2)
                     k4 = g(z - h * k3)
                     z = z - (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
-        out = z[:, : cfg.image_channels]
+        out = project(z, cfg, x.shape)
         if cfg.theta != 1.0:
             out = (1.0 - cfg.theta) * x + cfg.theta * out
         return out

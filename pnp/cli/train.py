@@ -66,6 +66,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", type=int, default=None, help="rk: hidden channels per block (default 32)")
     p.add_argument("--features", type=int, default=None, help="ff: width of the hidden layers (default 64)")
     p.add_argument("--depth", type=int, default=None, help="rk: blocks (default 12); ff: convolutions (default 5)")
+    p.add_argument("--pixel-unshuffle", type=int, default=None,
+                   help="rk: run the blocks on r x r cells stacked as channels (space-to-depth; default 1)")
     p.add_argument("--alpha-block", type=float, default=None, help="rk: averagedness per block (default 0.98)")
     p.add_argument("--activation", default="relu", choices=("relu", "leaky_relu", "spline"),
                    help="spline: learned per-channel monotone 1-Lipschitz linear splines (default relu)")
@@ -110,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         if not Path(d).exists():
             raise FileNotFoundError(f"--data folder not found: {d}")
     rk_only = {"--channels": args.channels, "--hidden": args.hidden, "--alpha-block": args.alpha_block,
-               "--integrator": args.integrator}
+               "--integrator": args.integrator, "--pixel-unshuffle": args.pixel_unshuffle}
     ff_only = {"--features": args.features}
     rk_only["--unconstrained"] = args.unconstrained
     init_net = None
@@ -132,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
             alpha_block=_or(args.alpha_block, 0.98), activation=args.activation,
             integrator=_or(args.integrator, "euler"), theta=_or(args.theta, 1.0),
             noise_conditional=args.sigma_range is not None, constrained=not args.unconstrained,
+            pixel_unshuffle=_or(args.pixel_unshuffle, 1),
             **{k: getattr(args, k) for k in ("spline_knots", "spline_range", "spline_init")
                if getattr(args, k) is not None},
         )

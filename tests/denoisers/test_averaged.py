@@ -250,3 +250,63 @@ class TestSaveLoadExport:
         save_checkpoint(path, tensors, {k: v for k, v in meta.items() if k not in ("format", "version")})
         with pytest.raises(CheckpointError, match="certificate"):
             load_denoiser(path)
+
+
+class TestPixelUnshuffle:
+    """Blocks on r x r cells stacked as channels: E = zero-pad + space-to-depth + zero channels."""
+
+    def test_lift_is_an_isometry_and_project_its_adjoint(self):
+        from denoisers.models.averaged import lift, project
+
+        cfg = AveragedConfig(channels=6, hidden=2, depth=1, pixel_unshuffle=2)
+        for shape in ((1, 1, 7, 9), (2, 1, 8, 6)):
+            x = torch.rand(*shape, dtype=torch.float64)
+            z = lift(x, cfg)
+            assert z.shape[1] == 6
+            assert float(z.norm()) == pytest.approx(float(x.norm()), rel=1e-12)
+            torch.testing.assert_close(project(z, cfg, x.shape), x)
+            # <E x, w> = <x, E^T w>: E^T is the adjoint
+            w = torch.randn_like(z)
+            assert float((z * w).sum()) == pytest.approx(float((x * project(w, cfg, x.shape)).sum()), rel=1e-10)
+
+    @pytest.mark.parametrize("size", [(12, 12), (11, 13)])
+    def test_certificate_holds_under_adversarial_search(self, size):
+        cfg = AveragedConfig(channels=6, hidden=6, depth=3, alpha_block=0.9, pixel_unshuffle=2)
+        net = _trained_like(cfg)
+        cert = net.certificate
+        assert cert.exact and cert.lipschitz_bound == 1.0
+        assert cert.alpha == pytest.approx(compose_alpha([0.9] * 3), rel=1e-6)
+        assert "space-to-depth" in cert.notes
+        x0 = torch.rand(2, 1, *size, dtype=torch.float64)
+        lip = adversarial_lipschitz(net, x0, steps=60, lr=0.05)
+        assert 0.05 < lip.value <= 1.0 + 1e-9
+        assert jacobian_spectral_norm(net, x0, iters=20).value <= 1.0 + 1e-9
+        assert adversarial_averagedness(net, x0, cert.alpha, steps=60, lr=0.05).value <= 1.0 + 1e-9
+
+    def test_exact_alpha_of_materialised_network_is_below_certificate(self):
+        # linear blocks (leaky slope 1): the whole network is a matrix whose alpha we compute
+        cfg = AveragedConfig(channels=4, hidden=3, depth=2, alpha_block=0.8, activation="leaky_relu",
+                             pixel_unshuffle=2)
+        net = _trained_like(cfg)
+        for b in net.blocks:
+            b.act.negative_slope = 1.0
+        with torch.no_grad():
+            bias_free = lambda v: net(v) - net(torch.zeros(1, 1, 6, 6, dtype=torch.float64))  # noqa: E731
+            mat = _materialise(bias_free, (1, 6, 6))
+        assert _min_alpha(mat) <= net.certificate.alpha + 1e-9
+
+    def test_round_trip_export_and_bad_config(self, tmp_path):
+        net = _trained_like(AveragedConfig(channels=4, hidden=4, depth=2, pixel_unshuffle=2))
+        path = tmp_path / "ps.safetensors"
+        save_denoiser(net, path, metadata={"sigma": 0.1})
+        loaded = load_denoiser(path).double()
+        x = torch.rand(2, 1, 9, 10, dtype=torch.float64)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x, 0.1), net(x, 0.1))
+            torch.testing.assert_close(net.export()(x, 0.1), net(x, 0.1))
+        assert loaded.config.pixel_unshuffle == 2
+        assert loaded.certificate.to_dict() == net.certificate.to_dict()
+        with pytest.raises(ValueError, match="pixel_unshuffle"):
+            AveragedConfig(channels=3, pixel_unshuffle=2)
+        with pytest.raises(ValueError, match="pixel_unshuffle"):
+            AveragedConfig(pixel_unshuffle=0)
