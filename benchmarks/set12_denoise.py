@@ -6,7 +6,9 @@ Noise: ``numpy.random.default_rng(seed)`` drawn per image (a fresh generator for
 on ``[0, 1]`` with the output clipped (:func:`denoisers.train.validate`), on ``../shared/data/set12``
 when present. Each denoiser is loaded with :func:`denoisers.load` (zoo name or checkpoint path) and
 called as ``D(y, sigma)``, i.e. rescaled to the level; ``--as-is`` instead applies a single
-network at its own training level to every noise level (no rescaling). Reports the parameter count,
+network at its own training level to every noise level (no rescaling); ``--ensemble`` averages
+each denoiser over the 8 symmetries of the square (:class:`denoisers.GeometricEnsemble`, which
+keeps the certificate, at 8 times the cost). Reports the parameter count,
 certificate and, for spline networks, the effective knots.
 """
 
@@ -34,7 +36,7 @@ def _levels(text: str) -> list[float]:
     return vals
 
 
-def evaluate(name: str, levels_255: list[float], *, as_is: bool = False, seed: int = 0,
+def evaluate(name: str, levels_255: list[float], *, as_is: bool = False, ensemble: bool = False, seed: int = 0,
              max_images: int | None = None, log=print) -> dict[str, Any]:
     import denoisers
     from denoisers.layers.spline import spline_report
@@ -54,6 +56,7 @@ def evaluate(name: str, levels_255: list[float], *, as_is: bool = False, seed: i
         "lipschitz_bound": model.certificate.lipschitz_bound,
         "alpha": model.certificate.alpha,
         "rescaled": not as_is,
+        "ensemble": ensemble,
         "psnr": {},
     }
     if as_is:
@@ -63,10 +66,13 @@ def evaluate(name: str, levels_255: list[float], *, as_is: bool = False, seed: i
         fn = lambda y, s: inner.net(y, s0)  # noqa: E731
     else:
         fn = model
+    if ensemble:
+        fn = denoisers.GeometricEnsemble(fn)
+    tag = (" (as is)" if as_is else "") + (" (x8 ensemble)" if ensemble else "")
     for s in levels_255:
         t0 = time.perf_counter()
         rec["psnr"][f"{s:g}"] = validate(fn, imgs, s / 255, seed=seed)
-        log(f"{name} {s:g}/255{' (as is)' if as_is else ''}: {rec['psnr'][f'{s:g}']:.3f} dB "
+        log(f"{name} {s:g}/255{tag}: {rec['psnr'][f'{s:g}']:.3f} dB "
             f"({time.perf_counter() - t0:.0f} s)")
     knots = [k for n in nets for row in spline_report(n) for k in row["effective_knots"]]
     if knots:
@@ -80,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--denoiser", required=True, help="comma-separated zoo names or checkpoint paths")
     ap.add_argument("--levels", type=_levels, default=[15.0, 25.0, 50.0], help="noise levels in /255 units")
     ap.add_argument("--as-is", action="store_true", help="apply each network at its training level (no rescaling)")
+    ap.add_argument("--ensemble", action="store_true", help="mean over the 8 symmetries (certificate kept)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-images", type=int, default=None, help="first N images only")
     ap.add_argument("--json", help="write the records here")
@@ -87,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.json and Path(a.json).exists() and Path(a.json).is_dir():
         ap.error(f"--json must be a file, got directory {a.json!r}")
     try:
-        recs = [evaluate(n.strip(), a.levels, as_is=a.as_is, seed=a.seed, max_images=a.max_images) for n in a.denoiser.split(",") if n.strip()]
+        recs = [evaluate(n.strip(), a.levels, as_is=a.as_is, ensemble=a.ensemble, seed=a.seed, max_images=a.max_images) for n in a.denoiser.split(",") if n.strip()]
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

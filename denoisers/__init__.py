@@ -3,6 +3,7 @@
 from denoisers.certificate import Certificate, LayerBound, compose_alpha, compose_alpha_pair, relax_alpha
 from denoisers.classical import QuadraticProxDenoiser, TVDenoiser
 from denoisers.checkpoint import CheckpointError
+from denoisers.ensemble import GeometricEnsemble
 from denoisers.implicit import ConvLinfImplicitNetwork, ImplicitCertificate, LinfImplicitNetwork
 from denoisers.estimate import (
     Estimate,
@@ -31,6 +32,7 @@ __all__ = [
     "CheckpointError",
     "ConvLinfImplicitNetwork",
     "Estimate",
+    "GeometricEnsemble",
     "ExportedAveragedResNet",
     "ExportedLipschitzFFNet",
     "GradientStepConv",

@@ -54,3 +54,13 @@ def test_bad_arguments(weights, capsys):
     assert "--levels" in capsys.readouterr().err
     assert main(["--denoiser", "no-such-net", "--levels", "5"]) == 2
     assert "unknown denoiser" in capsys.readouterr().err
+
+
+def test_ensemble_option_matches_a_direct_computation(weights, tmp_path):
+    out = tmp_path / "e.json"
+    assert main(["--denoiser", str(weights), "--levels", "25.5", "--max-images", "1", "--as-is", "--ensemble",
+                 "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())["runs"][0]
+    assert rec["ensemble"] is True
+    ens = denoisers.GeometricEnsemble(denoisers.load_denoiser(weights))
+    assert rec["psnr"]["25.5"] == pytest.approx(_psnr(lambda y: ens(y, 0.1), 0.1), abs=1e-4)
