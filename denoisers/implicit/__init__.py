@@ -1,6 +1,7 @@
 """l-inf contractive implicit (equilibrium) networks with certified Lipschitz bounds."""
 
 from denoisers.implicit.certificate import ImplicitCertificate
+from denoisers.implicit.exceptions import ConvergenceWarning
 from denoisers.implicit.fixed_point import FixedPointConfig, FixedPointInfo, average_iteration, implicit_fixed_point
 from denoisers.implicit.measures import (
     average_step,
@@ -22,6 +23,7 @@ from denoisers.implicit.networks import IMPLICIT_ACTIVATIONS, ConvLinfImplicitNe
 
 __all__ = [
     "ImplicitCertificate",
+    "ConvergenceWarning",
     "FixedPointConfig",
     "FixedPointInfo",
     "average_iteration",

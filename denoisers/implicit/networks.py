@@ -20,13 +20,18 @@ Example::
     >>> y = net(torch.rand(5, 64))
     >>> y.shape, net.last_forward_info.converged
     (torch.Size([5, 10]), True)
-    >>> net.certificate().lipschitz_linf > 0
+    >>> net.certificate.lipschitz_linf > 0
     True
+
+When the forward solve stops without converging (budget ``solver.max_iter`` exhausted, or a
+non-finite residual) the network warns with :class:`~denoisers.implicit.exceptions.ConvergenceWarning`
+and ``last_forward_info.converged`` is False; the returned state is the last iterate.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, Literal
 
 import torch
@@ -34,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from denoisers.implicit.certificate import ImplicitCertificate
+from denoisers.implicit.exceptions import ConvergenceWarning
 from denoisers.implicit.fixed_point import FixedPointConfig, FixedPointInfo, implicit_fixed_point
 from denoisers.implicit.measures import (
     _check_gamma,
@@ -65,6 +71,24 @@ def _make_phi(name: str, negative_slope: float) -> Callable[[torch.Tensor], torc
     if name == "tanh":
         return torch.tanh
     raise ValueError(f"activation must be one of {IMPLICIT_ACTIVATIONS}, got {name!r}")
+
+
+def _check_values(name: str, t: torch.Tensor) -> None:
+    """``t`` (already shape-checked) must be non-empty and finite."""
+    if t.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty batch, got shape {tuple(t.shape)}")
+    if not bool(torch.isfinite(t.detach()).all()):
+        bad = int((~torch.isfinite(t.detach())).sum())
+        raise ValueError(f"{name} must be finite, got {bad} non-finite value(s) (NaN or Inf) in shape {tuple(t.shape)}")
+
+
+def _not_converged_message(owner: str, info: FixedPointInfo, config: FixedPointConfig) -> str:
+    if math.isfinite(info.residual):
+        why = f"budget exhausted after {info.iterations} iterations (max_iter={config.max_iter})"
+    else:
+        why = f"non-finite residual after {info.iterations} iterations (max_iter={config.max_iter})"
+    return (f"{owner}: forward fixed-point solve did not converge: {why}, "
+            f"l-inf residual {info.residual:.3e} > tol {config.tol:.3e}; returning the last iterate")
 
 
 def _check_positive_int(name: str, v: int) -> int:
@@ -159,11 +183,14 @@ class LinfImplicitNetwork(_ImplicitBase):
             raise ValueError(f"u must have shape [N, {self.in_features}], got {tuple(u.shape)}")
         if not u.is_floating_point():
             raise TypeError(f"u must be a floating-point tensor, got {u.dtype}")
+        _check_values("u", u)
 
     def equilibrium(self, u: torch.Tensor, *, x0: torch.Tensor | None = None) -> torch.Tensor:
         """The state ``x*`` (``[N, n]``), differentiable by implicit differentiation.
 
         ``x0`` is the start of the iteration (zeros by default); the limit does not depend on it.
+        ``u`` and ``x0`` must be non-empty and finite (``ValueError``). Warns with
+        :class:`ConvergenceWarning` when the solve stops before ``||f(x) - x||_inf <= solver.tol``.
         """
         self._check_input(u)
         A = self.A.to(u.dtype)
@@ -173,6 +200,8 @@ class LinfImplicitNetwork(_ImplicitBase):
             x0 = torch.zeros(u.shape[0], self.state_features, dtype=u.dtype, device=u.device)
         elif x0.shape != (u.shape[0], self.state_features):
             raise ValueError(f"x0 must have shape {(u.shape[0], self.state_features)}, got {tuple(x0.shape)}")
+        else:
+            _check_values("x0", x0)
         phi = self.phi
 
         def fn(x, zz, params):
@@ -180,6 +209,9 @@ class LinfImplicitNetwork(_ImplicitBase):
 
         x, sink = implicit_fixed_point(fn, z, (A,), x0=x0, step=step, config=self.solver)
         self.last_info = sink
+        if not sink["forward"].converged:
+            warnings.warn(_not_converged_message(type(self).__name__, sink["forward"], self.solver),
+                          ConvergenceWarning, stacklevel=2)
         return x
 
     def readout(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -194,7 +226,7 @@ class LinfImplicitNetwork(_ImplicitBase):
     def lipschitz_bounds(self, *, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
         """Differentiable bounds (tensors): ``linf``, ``l2_to_linf``, ``l2``, and ``mu``, ``mu_1``.
 
-        Usable as training regularisers; :meth:`certificate` evaluates them in float64
+        Usable as training regularisers; :attr:`certificate` evaluates them in float64
         (``dtype=torch.float64``: parameters are cast before any arithmetic).
         """
         dt = dtype or self.T.dtype
@@ -227,9 +259,14 @@ class LinfImplicitNetwork(_ImplicitBase):
             out["l2_interpolation"] = interp
         return out
 
-    @torch.no_grad()
+    @property
     def certificate(self) -> ImplicitCertificate:
-        """Certified bounds from the current weights, evaluated in float64."""
+        """Certified bounds of the current weights (read-only; see :meth:`compute_certificate`)."""
+        return self.compute_certificate()
+
+    @torch.no_grad()
+    def compute_certificate(self) -> ImplicitCertificate:
+        """Certified bounds from the current weights, evaluated in float64 (upper bounds by construction)."""
         bd = self.lipschitz_bounds(dtype=torch.float64)
         mu = float(bd["mu"])
         eta = None if self.log_eta is None else self.log_eta.double().exp()
@@ -330,8 +367,15 @@ class ConvLinfImplicitNetwork(_ImplicitBase):
             raise ValueError(
                 f"circular padding needs H, W >= kernel_size={self.kernel_size}, got {tuple(u.shape[-2:])}"
             )
+        _check_values("u", u)
 
     def equilibrium(self, u: torch.Tensor, *, x0: torch.Tensor | None = None) -> torch.Tensor:
+        """The state ``x*`` (``[N, C_s, H, W]``), differentiable by implicit differentiation.
+
+        ``x0`` is the start of the iteration (zeros by default); the limit does not depend on it.
+        ``u`` and ``x0`` must be non-empty and finite (``ValueError``). Warns with
+        :class:`ConvergenceWarning` when the solve stops before ``||f(x) - x||_inf <= solver.tol``.
+        """
         self._check_input(u)
         K = self.A.to(u.dtype)
         z = self._conv(u, self.B.to(u.dtype)) + self.b.to(u.dtype)[None, :, None, None]
@@ -341,6 +385,8 @@ class ConvLinfImplicitNetwork(_ImplicitBase):
             x0 = torch.zeros_like(z)
         elif x0.shape != z.shape:
             raise ValueError(f"x0 must have shape {tuple(z.shape)}, got {tuple(x0.shape)}")
+        else:
+            _check_values("x0", x0)
         phi, conv = self.phi, self._conv
 
         def fn(x, zz, params):
@@ -348,6 +394,9 @@ class ConvLinfImplicitNetwork(_ImplicitBase):
 
         x, sink = implicit_fixed_point(fn, z, (K,), x0=x0, step=step, config=self.solver)
         self.last_info = sink
+        if not sink["forward"].converged:
+            warnings.warn(_not_converged_message(type(self).__name__, sink["forward"], self.solver),
+                          ConvergenceWarning, stacklevel=2)
         return x
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
@@ -381,8 +430,14 @@ class ConvLinfImplicitNetwork(_ImplicitBase):
             out["l2"] = schur(C) * schur(B) / torch.sqrt((1.0 - mu) * (1.0 - mu1)) + schur(D)
         return out
 
-    @torch.no_grad()
+    @property
     def certificate(self) -> ImplicitCertificate:
+        """Certified size-independent bounds of the current weights (read-only; see :meth:`compute_certificate`)."""
+        return self.compute_certificate()
+
+    @torch.no_grad()
+    def compute_certificate(self) -> ImplicitCertificate:
+        """Certified bounds from the current kernels, evaluated in float64 (every image size)."""
         bd = self.lipschitz_bounds(dtype=torch.float64)
         mu = float(bd["mu"])
         ctr = self.kernel_size // 2

@@ -1,4 +1,4 @@
-"""Learnable monotone 1-Lipschitz activations: per-channel linear splines on a uniform grid.
+"""Learnable 1-Lipschitz activations (monotone by default): per-channel linear splines on a uniform grid.
 
 Each channel ``j`` of :class:`LinearSpline` is a continuous piecewise-linear function ``f_j`` with
 ``K`` (odd) uniform knots ``t_k = (k - (K-1)/2) T``, ``k = 0..K-1``, ``T = 2R/(K-1)``, on
@@ -8,33 +8,41 @@ slopes. The stored parameter is the raw coefficient matrix ``c[C, K]`` (values a
 Constraint by construction. The forward pass never evaluates the raw ``c``; it evaluates the
 projected coefficients ``P(c)``:
 
-* slopes ``s_k = clamp((c_{k+1} - c_k) / T, 0, 1)``, ``k = 0..K-2``;
+* slopes ``s_k = clamp((c_{k+1} - c_k) / T, l, 1)``, ``k = 0..K-2``, with the lower slope bound
+  ``l = slope_min``: ``0`` (default) or ``-1``;
 * re-integration anchored at the value at ``0`` (the middle knot ``m = (K-1)/2``):
   ``P(c)_k = c_m + T (S_k - S_m)`` with ``S_k = s_0 + ... + s_{k-1}``.
 
-So every function actually evaluated has slopes in ``[0, 1]``: it is monotone and 1-Lipschitz
-(``L_sigma = 1``), after any optimiser step, whatever the raw parameters. Anchoring at ``f(0)``
+So every function actually evaluated has slopes in ``[l, 1]``, after any optimiser step, whatever
+the raw parameters. With ``l = 0`` (default) it is monotone and 1-Lipschitz (``L_sigma = 1``): the
+requirement of the Runge-Kutta gradient-step blocks (``sigma`` is the derivative of a convex
+potential). With ``l = -1`` it is 1-Lipschitz but not monotone (a continuous piecewise-linear
+function with every ``|s_k| <= 1``): enough for the feed-forward family
+(:mod:`denoisers.models.lipschitz_ff`, ``Lip(N) <= prod ||C_i|| * 1``), and the only range that
+admits the ``"absolute"`` initialisation ``|x|`` (slopes ``-1`` then ``+1``). Anchoring at ``f(0)``
 (rather than at the mean of the coefficients) keeps ``P`` exact on feasible coefficients whose
 left part is flat: the ReLU initialisation stays exactly ``0`` on the negative side. ``P`` is the
 identity on feasible coefficients (up to round-off), so :meth:`LinearSpline.project_` (write
 ``P(c)`` back into the parameter) is idempotent.
 
-Gradients. Inside ``(0, 1)`` the clamp's derivative is 1 and the gradient is the exact gradient
+Gradients. Inside ``(l, 1)`` the clamp's derivative is 1 and the gradient is the exact gradient
 of the evaluated spline. At and beyond the bounds the backward pass keeps the components of the
-gradient that move a slope back into ``[0, 1]`` (descent decreases a slope ``>= 1``, increases a
-slope ``<= 0``) and zeroes those that would push it further out: the projection of the gradient
+gradient that move a slope back into ``[l, 1]`` (descent decreases a slope ``>= 1``, increases a
+slope ``<= l``) and zeroes those that would push it further out: the projection of the gradient
 onto the tangent cone of the box. PyTorch's own ``clamp`` derivative is 0 *at* the bounds, and
-the ReLU / identity initialisations have every slope exactly on a bound: with it they would never
-learn; a plain straight-through gradient would keep pushing saturated slopes outwards and drag
+the ReLU / identity / absolute-value initialisations have every slope exactly on a bound: with
+it they would never learn; a plain straight-through gradient would keep pushing saturated slopes outwards and drag
 their neighbours with them. With :func:`project_splines_` after each optimiser step (what
-:func:`denoisers.train.train` does) training is projected gradient descent on ``{slopes in [0, 1]}``.
+:func:`denoisers.train.train` does) training is projected gradient descent on ``{slopes in [l, 1]}``.
 
 Evaluation: ``f_j(x) = s_{j,k} x + b_{j,k}`` with ``k = clamp(floor(x / T) + m, 0, K-2)`` (so the
 two outer pieces continue beyond ``[-R, R]``) and intercepts ``b_k = P(c)_k - s_k t_k``:
 ``torch.gather`` on the piece index, no loop over channels. With a dyadic spacing ``T`` (e.g.
 ``K = 33, R = 1``: ``T = 1/16``) the knots are exact in every float format and the ``"relu"`` / ``"identity"``
-initialisations are *bitwise* ``torch.relu`` / the identity; with any other ``T`` they are exact up
-to round-off of the knot grid (a few ulps on the positive side; the ReLU's zero side is exact).
+initialisations are *bitwise* ``torch.relu`` / the identity, and ``"absolute"`` is bitwise
+``torch.abs`` (every slope is ``+-1`` and every intercept ``|t_k| - (+-t_k)`` is exactly 0); with
+any other ``T`` they are exact up to round-off of the knot values, stored in the default dtype at
+construction (a few ulps away from 0; the ReLU's zero side is exact).
 
 Regularisation: ``tv2() = sum_j sum_k |P(c)_{j,k+1} - 2 P(c)_{j,k} + P(c)_{j,k-1}| / T =
 sum_j sum_k |s_{j,k} - s_{j,k-1}|``, the second-order total variation (total jump of the
@@ -55,6 +63,9 @@ Example::
     True
     >>> bool(((act.slopes() >= 0) & (act.slopes() <= 1)).all())
     True
+    >>> absval = LinearSpline(4, init="absolute", slope_min=-1.0)  # not monotone: FF family only
+    >>> bool(torch.equal(absval(x), torch.abs(x)))
+    True
 """
 
 from __future__ import annotations
@@ -68,7 +79,9 @@ from torch import nn
 
 __all__ = [
     "LinearSpline",
+    "SLOPE_MINS",
     "SPLINE_INITS",
+    "SPLINE_INITS_SIGNED",
     "check_spline_args",
     "plot_activations",
     "project_splines_",
@@ -79,69 +92,92 @@ __all__ = [
 
 #: initialisations a monotone 1-Lipschitz spline can take (slopes in [0, 1])
 SPLINE_INITS = ("relu", "identity", "zero")
+#: initialisations of a (non-monotone) 1-Lipschitz spline, slopes in [-1, 1]
+SPLINE_INITS_SIGNED = SPLINE_INITS + ("absolute",)
+#: allowed lower slope bounds: 0 (monotone, default) or -1 (1-Lipschitz only)
+SLOPE_MINS = (0.0, -1.0)
 
 
-def check_spline_args(knots: Any, range_: Any, init: Any) -> None:
-    """Validate a spline grid and initialisation; ``ValueError`` naming the argument otherwise."""
+def check_spline_args(knots: Any, range_: Any, init: Any, slope_min: Any = 0.0) -> None:
+    """Validate a spline grid, initialisation and lower slope bound; ``ValueError`` naming the
+    argument otherwise. ``"absolute"`` (slope -1 on ``x < 0``) needs ``slope_min = -1``."""
     if isinstance(knots, bool) or not isinstance(knots, int) or knots < 3 or knots % 2 != 1:
         raise ValueError(f"spline_knots must be an odd integer >= 3 (the grid must contain 0), got {knots!r}")
     if isinstance(range_, bool) or not isinstance(range_, (int, float)) or not (math.isfinite(range_) and range_ > 0):
         raise ValueError(f"spline_range must be a finite number > 0, got {range_!r}")
-    if init == "absolute":
+    if isinstance(slope_min, bool) or not isinstance(slope_min, (int, float)) or float(slope_min) not in SLOPE_MINS:
         raise ValueError(
-            "spline_init='absolute' is not allowed: |x| has slope -1 on x < 0, and the spline's slopes "
-            "are constrained to [0, 1] (monotone, 1-Lipschitz) for the certificate; "
-            f"use one of {SPLINE_INITS}"
+            f"spline_slope_min (slope_min) must be 0 (monotone, slopes in [0, 1]) or -1 (slopes in [-1, 1]), "
+            f"got {slope_min!r}"
         )
-    if init not in SPLINE_INITS:
-        raise ValueError(f"spline_init must be one of {SPLINE_INITS}, got {init!r}")
+    if init == "absolute" and float(slope_min) != -1.0:
+        raise ValueError(
+            f"spline_init='absolute' needs spline_slope_min (slope_min) = -1, got {slope_min!r}: |x| has "
+            "slope -1 on x < 0, and with slope_min=0 the slopes are constrained to [0, 1] (monotone, "
+            "1-Lipschitz, as the Runge-Kutta gradient-step blocks require); "
+            f"use one of {SPLINE_INITS}, or slope_min=-1 where a non-monotone activation is allowed "
+            "(the feed-forward family)"
+        )
+    allowed = SPLINE_INITS_SIGNED if float(slope_min) == -1.0 else SPLINE_INITS
+    if init not in allowed:
+        raise ValueError(f"spline_init must be one of {allowed}, got {init!r}")
 
 
 class _ClampSlopes(torch.autograd.Function):
-    """``clamp(d, 0, 1)`` in the forward pass; in the backward pass the gradient is kept except
+    """``clamp(d, lo, 1)`` in the forward pass; in the backward pass the gradient is kept except
     where it would push a slope at or beyond a bound further out (see the module docstring)."""
 
     @staticmethod
-    def forward(ctx: Any, d: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(ctx: Any, d: torch.Tensor, lo: float) -> torch.Tensor:  # noqa: D102
         ctx.save_for_backward(d)
-        return d.clamp(0.0, 1.0)
+        ctx.lo = lo
+        return d.clamp(lo, 1.0)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: D102
         (d,) = ctx.saved_tensors
-        outward = ((d >= 1.0) & (grad < 0)) | ((d <= 0.0) & (grad > 0))
-        return grad.masked_fill(outward, 0.0)
+        outward = ((d >= 1.0) & (grad < 0)) | ((d <= ctx.lo) & (grad > 0))
+        return grad.masked_fill(outward, 0.0), None
 
 
 class LinearSpline(nn.Module):
-    """Per-channel monotone 1-Lipschitz linear spline (see the module docstring for the maths).
+    """Per-channel 1-Lipschitz linear spline, monotone by default (see the module docstring).
 
     Parameters
     ----------
     channels: number of channels ``C`` (dimension 1 of the input).
     knots: odd number ``K >= 3`` of uniform knots on ``[-range_, range_]`` (contains 0).
     range_: half-width ``R > 0`` of the knot grid; linear extrapolation outside.
-    init: ``"relu"``, ``"identity"`` or ``"zero"`` (every channel the same function).
+    init: ``"relu"``, ``"identity"``, ``"zero"`` or, only with ``slope_min=-1``, ``"absolute"``
+        (every channel the same function).
+    slope_min: lower slope bound ``l``: ``0`` (default; slopes in ``[0, 1]``: monotone and
+        1-Lipschitz, as the gradient-step blocks require) or ``-1`` (slopes in ``[-1, 1]``:
+        1-Lipschitz, not monotone; the feed-forward family only).
 
     Input ``[B, C, H, W]`` or ``[B, C]`` (any ``[B, C, ...]``), any float dtype and device; output
     of the same shape. ``L_sigma = 1`` for every value of the parameter.
     """
 
-    def __init__(self, channels: int, *, knots: int = 33, range_: float = 1.0, init: str = "relu") -> None:
+    def __init__(
+        self, channels: int, *, knots: int = 33, range_: float = 1.0, init: str = "relu", slope_min: float = 0.0
+    ) -> None:
         super().__init__()
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels must be a positive integer, got {channels!r}")
-        check_spline_args(knots, range_, init)
+        check_spline_args(knots, range_, init, slope_min)
         self.channels = int(channels)
         self.knots = int(knots)
         self.range = float(range_)
         self.spacing = 2.0 * self.range / (self.knots - 1)
         self.init = init
+        self.slope_min = float(slope_min)
         t = self.grid(torch.float64)
         if init == "relu":
             c = t.clamp_min(0.0)
         elif init == "identity":
             c = t
+        elif init == "absolute":
+            c = t.abs()
         else:
             c = torch.zeros_like(t)
         self.coefficients = nn.Parameter(c.to(torch.get_default_dtype()).repeat(self.channels, 1))
@@ -157,15 +193,20 @@ class LinearSpline(nn.Module):
             dtype = self.coefficients.dtype
         return (torch.arange(self.knots, dtype=dtype, device=device) - self.mid) * self.spacing
 
+    @property
+    def monotone(self) -> bool:
+        """True when the slopes are constrained to ``[0, 1]`` (``slope_min = 0``)."""
+        return self.slope_min >= 0.0
+
     # ----------------------------------------------------------------------------------------
     def _projection(
         self, dtype: torch.dtype | None = None, device: torch.device | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(P(c), s)``: projected coefficients ``[C, K]`` and slopes ``[C, K-1]``."""
         c = self.coefficients.to(dtype=dtype or self.coefficients.dtype, device=device or self.coefficients.device)
-        s = _ClampSlopes.apply(torch.diff(c, dim=1) / self.spacing)
-        # S_k = s_0 + ... + s_{k-1} (S_0 = 0); S_k - S_m is an integer for the ReLU / identity
-        # initialisations, so P(c) = c_m + (S - S_m) T reproduces their knots exactly
+        s = _ClampSlopes.apply(torch.diff(c, dim=1) / self.spacing, self.slope_min)
+        # S_k = s_0 + ... + s_{k-1} (S_0 = 0); S_k - S_m is an integer for the ReLU / identity /
+        # absolute initialisations, so P(c) = c_m + (S - S_m) T reproduces their knots exactly
         S = torch.cat([c.new_zeros(c.shape[0], 1), torch.cumsum(s, dim=1)], dim=1)
         m = self.mid
         return c[:, m : m + 1] + (S - S[:, m : m + 1]) * self.spacing, s
@@ -175,7 +216,8 @@ class LinearSpline(nn.Module):
         return self._projection()[0]
 
     def slopes(self) -> torch.Tensor:
-        """Slopes of the evaluated function on the ``K - 1`` pieces, ``[C, K-1]``, all in ``[0, 1]``."""
+        """Slopes of the evaluated function on the ``K - 1`` pieces, ``[C, K-1]``, all in
+        ``[slope_min, 1]``."""
         return self._projection()[1]
 
     @torch.no_grad()
@@ -190,7 +232,7 @@ class LinearSpline(nn.Module):
     @torch.no_grad()
     def effective_knots(self, tol: float = 1e-3) -> torch.Tensor:
         """Per channel, the number of interior knots where the slope changes by more than ``tol``
-        (``[C]``, int64). ReLU: 1; identity: 0."""
+        (``[C]``, int64). ReLU, absolute value: 1; identity: 0."""
         if not tol >= 0:
             raise ValueError(f"tol must be >= 0, got {tol!r}")
         return (torch.diff(self.slopes(), dim=1).abs() > tol).sum(dim=1)
@@ -216,7 +258,10 @@ class LinearSpline(nn.Module):
         return (s_sel * x.reshape(k.shape) + b_sel).reshape(shape)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, knots={self.knots}, range={self.range}, init={self.init!r}"
+        return (
+            f"channels={self.channels}, knots={self.knots}, range={self.range}, init={self.init!r}, "
+            f"slope_min={self.slope_min}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,8 +293,8 @@ def project_splines_(module: nn.Module) -> int:
 
 @torch.no_grad()
 def spline_report(model: nn.Module, *, tol: float = 1e-3) -> list[dict[str, Any]]:
-    """One entry per spline: module name, channels, knots, range, effective knots per channel
-    (slope changes larger than ``tol``) and their mean, and the TV(2) value."""
+    """One entry per spline: module name, channels, knots, range, lower slope bound, effective
+    knots per channel (slope changes larger than ``tol``) and their mean, and the TV(2) value."""
     out = []
     for name, m in spline_modules(model):
         eff = m.effective_knots(tol).tolist()
@@ -259,6 +304,7 @@ def spline_report(model: nn.Module, *, tol: float = 1e-3) -> list[dict[str, Any]
                 "channels": m.channels,
                 "knots": m.knots,
                 "range": m.range,
+                "slope_min": m.slope_min,
                 "effective_knots": eff,
                 "mean_effective_knots": float(sum(eff)) / len(eff),
                 "tv2": float(m.tv2()),

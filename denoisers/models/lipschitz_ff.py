@@ -4,8 +4,12 @@
 spline networks): ``C_1: image_channels -> F``, ``C_2 .. C_{L-1}: F -> F``,
 ``C_L: F -> image_channels``, each a ``k x k`` convolution with bias and zero padding
 (:class:`denoisers.layers.NormalizedConv2d`: the weight is used as ``W / max(1, s)``), and
-``sigma`` a monotone activation with Lipschitz constant ``L_sigma = 1`` (ReLU, leaky ReLU, or a
-learnable linear spline whose slopes are projected on ``[0, 1]``).
+``sigma`` an activation with Lipschitz constant ``L_sigma = 1``: ReLU, leaky ReLU, or a learnable
+linear spline whose slopes are projected on ``[0, 1]`` (monotone, default) or, with
+``spline_slope_min=-1``, on ``[-1, 1]`` (not monotone; allows the ``"absolute"`` initialisation
+``|x|``). Unlike the Runge-Kutta blocks (where ``sigma`` must be the derivative of a convex
+potential, hence monotone), this certificate only uses ``L_sigma``: a continuous piecewise-linear
+function whose slopes all have ``|s| <= 1`` is 1-Lipschitz, monotone or not.
 
 Certificate. Biases do not change Lipschitz constants, so
 
@@ -47,7 +51,7 @@ from torch import nn
 
 from denoisers.certificate import Certificate, LayerBound
 from denoisers.layers.normalized_conv import NormalizedConv2d
-from denoisers.layers.spline import check_spline_args
+from denoisers.layers.spline import LinearSpline, check_spline_args
 from denoisers.models import gradient_step
 from denoisers.models.averaged import _sigma_tensor, check_image
 
@@ -64,7 +68,10 @@ class LipschitzFFConfig:
     """Architecture of a :class:`LipschitzFFNet` (serialised into checkpoints).
 
     ``depth`` is the number of convolutions ``L`` (>= 2), ``features`` the width ``F`` of the
-    hidden layers; ``spline_*`` are used only with ``activation="spline"``.
+    hidden layers; ``spline_*`` are used only with ``activation="spline"``. ``spline_slope_min``
+    is the lower slope bound of the splines: ``0`` (default, monotone, slopes in ``[0, 1]``) or
+    ``-1`` (slopes in ``[-1, 1]``, needed by ``spline_init="absolute"``); checkpoints written
+    before the field existed load with the default.
     """
 
     family: ClassVar[str] = "lipschitz-ff"
@@ -79,6 +86,7 @@ class LipschitzFFConfig:
     spline_knots: int = 33
     spline_range: float = 1.0
     spline_init: str = "relu"
+    spline_slope_min: float = 0.0
     theta: float = 0.99
     power_size: int = 32
 
@@ -94,8 +102,9 @@ class LipschitzFFConfig:
         if self.power_size < self.kernel_size:
             raise ValueError(f"power_size ({self.power_size}) must be >= kernel_size ({self.kernel_size})")
         # validated for every activation (only "spline" uses them), as in AveragedConfig
-        check_spline_args(self.spline_knots, self.spline_range, self.spline_init)
+        check_spline_args(self.spline_knots, self.spline_range, self.spline_init, self.spline_slope_min)
         object.__setattr__(self, "spline_range", float(self.spline_range))
+        object.__setattr__(self, "spline_slope_min", float(self.spline_slope_min))
         if self.activation not in gradient_step.ACTIVATIONS:
             raise ValueError(f"activation must be one of {gradient_step.ACTIVATIONS}, got {self.activation!r}")
         if not isinstance(self.theta, (int, float)) or isinstance(self.theta, bool) or not (0.0 < self.theta <= 1.0):
@@ -117,11 +126,26 @@ class LipschitzFFConfig:
 
 def _activation(cfg: LipschitzFFConfig) -> tuple[nn.Module, float]:
     if cfg.activation == "spline":
-        return gradient_step.make_activation(
-            "spline", channels=cfg.features, spline_knots=cfg.spline_knots,
-            spline_range=cfg.spline_range, spline_init=cfg.spline_init,
+        # built here, not by gradient_step.make_activation: that one serves the Runge-Kutta
+        # blocks and only makes monotone splines (slope_min = 0)
+        spline = LinearSpline(
+            cfg.features, knots=cfg.spline_knots, range_=cfg.spline_range, init=cfg.spline_init,
+            slope_min=cfg.spline_slope_min,
         )
+        return spline, 1.0
     return gradient_step.make_activation(cfg.activation)
+
+
+def _activation_method(cfg: LipschitzFFConfig, lip: float) -> str:
+    """Why the activation's Lipschitz bound holds (the certificate's layer text)."""
+    if cfg.activation == "spline":
+        if cfg.spline_slope_min < 0:
+            return (
+                f"spline: slopes projected into [{cfg.spline_slope_min:g}, 1] in every forward (not monotone); "
+                f"continuous piecewise linear with |slope| <= 1, so Lipschitz constant {lip:g}"
+            )
+        return f"spline: slopes projected into [0, 1] in every forward: monotone, Lipschitz constant {lip:g}"
+    return f"{cfg.activation}: monotone, Lipschitz constant {lip:g}"
 
 
 class LipschitzFFNet(Denoiser):
@@ -229,7 +253,7 @@ class LipschitzFFNet(Denoiser):
                 lip_a = self.act_lipschitz[i]
                 layers.append(LayerBound(
                     name=f"acts.{i}", norm_bound=lip_a,
-                    method=f"{cfg.activation}: monotone, Lipschitz constant {lip_a:g}",
+                    method=_activation_method(cfg, lip_a),
                 ))
                 lip_n *= lip_a
         theta = cfg.theta
@@ -249,6 +273,11 @@ class LipschitzFFNet(Denoiser):
                 "Lipschitz bound (1 - theta) + theta Lip(N)"
             )
         notes = "zero padding; biases do not change Lipschitz constants"
+        if cfg.activation == "spline":
+            notes += (
+                f"; learned spline activations, slopes projected into [{cfg.spline_slope_min:g}, 1] "
+                "in every forward (L_sigma = 1)"
+            )
         if not self.frozen:
             notes += "; NOT frozen: scales come from a power-iteration estimate"
         return Certificate(

@@ -202,7 +202,11 @@ def _load_member(path: Path, name: str) -> ScaledDenoiser:
     net.metadata["name"] = name
     for p in net.parameters():
         p.requires_grad_(False)
-    sigma = float(net.metadata.get("sigma", 0.0))
+    sigma = net.metadata.get("sigma")
+    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"{path}: the checkpoint's metadata has no valid training noise level 'sigma' "
+                         f"(got {sigma!r}); save it with metadata={{'sigma': ...}}")
+    sigma = float(sigma)
     if net.config.noise_conditional:
         # a conditional network serves its training range directly; rescale only outside it
         lo, hi = net.metadata.get("noise_levels", [sigma, sigma])

@@ -1,7 +1,9 @@
 """The ``pnp`` command line: ``pnp deblur|denoise|train|bench|certify``.
 
 Each sub-command lives in its own module with ``add_parser(subparsers)`` and ``run(args)``.
-Known errors become one clear line on stderr and exit code 2, never a traceback.
+Known errors, including argparse's own (unknown choice, missing or malformed argument), become
+one clear line ``pnp <cmd>: error: <msg>`` on stderr and exit code 2, never a usage block or a
+traceback. ``main(argv)`` returns the exit code instead of raising ``SystemExit``.
 """
 
 from __future__ import annotations
@@ -20,12 +22,40 @@ class CLIError(Exception):
     """An error the command line reports as one line with exit code 2."""
 
 
+class _UsageError(Exception):
+    """An argparse error, raised by :class:`_Parser` instead of printing usage and exiting."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """``ArgumentParser`` whose errors raise :class:`_UsageError` (no usage block, no exit).
+
+    Sub-parsers inherit the class (``add_subparsers`` defaults ``parser_class`` to the parent's
+    class, and we also pass it explicitly), so ``pnp bench robust`` errors are caught too.
+    """
+
+    def error(self, message: str):  # type: ignore[override]
+        raise _UsageError(self.prog, message)
+
+    def add_subparsers(self, **kwargs):  # type: ignore[override]
+        kwargs.setdefault("parser_class", type(self))
+        return super().add_subparsers(**kwargs)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pnp",
         description="Convergent Plug-and-Play image restoration with certified denoisers.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in _COMMANDS:
         try:
@@ -39,8 +69,24 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pnp`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code.
+
+    0 on success (and for ``--help``), 2 for a usage error or a known error (one line on
+    stderr), 130 on Ctrl-C; sub-commands may return other codes (``certify``: 1 if an empirical
+    bound contradicts the certificate).
+    """
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            prog = f"pnp {args.command}" if getattr(args, "command", None) else "pnp"
+            raise _UsageError(prog, f"unrecognized arguments: {' '.join(extras)}")
+    except _UsageError as exc:
+        print(f"{exc.prog}: error: {_one_line(exc.message)}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help (and any other argparse exit action): keep its code
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 2)
     try:
         rc = args.func(args)
     except KeyboardInterrupt:
@@ -48,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (CLIError, ValueError, TypeError, FileNotFoundError, NotADirectoryError,
             IsADirectoryError, PermissionError, FileExistsError, OSError) as exc:
-        print(f"pnp {args.command}: error: {exc}", file=sys.stderr)
+        print(f"pnp {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     return int(rc or 0)
 

@@ -44,6 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--noisy", action="store_true", help="IMAGE is already noisy")
     p.add_argument("--denoiser", default="tv", help="tv, quadratic or a zoo name (default tv)")
     p.add_argument("--sigma", type=float, default=None, help="denoiser sigma (default --noise)")
+    p.add_argument("--ensemble", action="store_true",
+                   help="average the denoiser over the 8 symmetries of the square (keeps the certificate, 8x cost)")
     p.add_argument("--out", required=True, help="denoised image (.png/.tif/.jpg)")
     p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="output bit depth")
     p.add_argument("--report", default=None, help="write a JSON report")
@@ -67,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(args)
     image, source = load_input(args.image, args.demo, args.size)
     denoiser = pnp.get_denoiser(args.denoiser)
+    if args.ensemble:
+        from denoisers import GeometricEnsemble
+
+        denoiser = GeometricEnsemble(denoiser)
     if args.noisy:
         x_true, y = None, image
     else:
@@ -93,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         "psnr_input": psnr_in,
         "psnr_definition": "10 log10(1/MSE), data range 1, both images clipped to [0,1], no crop",
         "denoiser": args.denoiser,
+        "ensemble": bool(args.ensemble),
         "sigma": sigma,
         "noise": args.noise,
         "seed": args.seed,

@@ -14,6 +14,9 @@ Two families (``--family``):
 Flags of the other family are refused. Both take ``--activation``; ``--activation spline`` learns
 a monotone 1-Lipschitz linear spline per channel (``--spline-knots``, ``--spline-range``,
 ``--spline-init``), regularised by ``--tv2-weight`` (see :mod:`denoisers.layers.spline`).
+``ff`` only: ``--spline-slope-min -1`` widens the slopes to ``[-1, 1]`` (1-Lipschitz, not monotone:
+enough for the feed-forward certificate, not for the Runge-Kutta blocks), and
+``--spline-init absolute`` (``|x|``) switches it on by itself; both are refused for ``rk``.
 
 Examples::
 
@@ -22,6 +25,7 @@ Examples::
     pnp train --sigma 0.06 --init rk-averaged-s25 --steps 500 --out weights/ft.safetensors
     pnp train --family ff --features 64 --depth 5 --sigma 0.1 --out weights/ff-s0.1.safetensors
     pnp train --sigma 0.1 --activation spline --tv2-weight 1e-5 --out weights/spline.safetensors
+    pnp train --family ff --activation spline --spline-init absolute --sigma 0.1 --out weights/ff-abs.safetensors
     torchrun --nproc_per_node=2 -m pnp train --sigma 0.1 --out weights/ddp.safetensors
 """
 
@@ -73,8 +77,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="spline: learned per-channel monotone 1-Lipschitz linear splines (default relu)")
     p.add_argument("--spline-knots", type=int, default=None, help="spline: odd number of knots (default 33)")
     p.add_argument("--spline-range", type=float, default=None, help="spline: knots on [-R, R] (default 1.0)")
-    p.add_argument("--spline-init", default=None, choices=("relu", "identity", "zero"),
-                   help="spline: initial function (default relu)")
+    p.add_argument("--spline-init", default=None, choices=("relu", "identity", "zero", "absolute"),
+                   help="spline: initial function (default relu); absolute (|x|, not monotone): "
+                        "ff only, implies --spline-slope-min -1")
+    p.add_argument("--spline-slope-min", type=float, default=None, choices=(0.0, -1.0),
+                   help="ff spline: lower slope bound, 0 (monotone, default) or -1 (slopes in [-1, 1], "
+                        "1-Lipschitz but not monotone; default -1 with --spline-init absolute)")
     p.add_argument("--tv2-weight", type=float, default=None,
                    help="spline: weight of the TV(2) penalty (total slope change of every spline) "
                         "added to the MSE (default 1e-4; no effect without splines)")
@@ -113,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--data folder not found: {d}")
     rk_only = {"--channels": args.channels, "--hidden": args.hidden, "--alpha-block": args.alpha_block,
                "--integrator": args.integrator, "--pixel-unshuffle": args.pixel_unshuffle}
-    ff_only = {"--features": args.features}
+    ff_only = {"--features": args.features, "--spline-slope-min": getattr(args, "spline_slope_min", None)}
     rk_only["--unconstrained"] = args.unconstrained
     init_net = None
     if args.init:
@@ -129,6 +137,11 @@ def run(args: argparse.Namespace) -> int:
         arch = inner.config
     elif (args.family or "rk") == "rk":
         _refuse(ff_only, "rk")
+        if args.spline_init == "absolute":
+            raise ValueError(
+                "--spline-init absolute needs --family ff: |x| is not monotone, and the Runge-Kutta "
+                "gradient-step blocks need a monotone activation (spline slopes in [0, 1])"
+            )
         arch = AveragedConfig(
             channels=_or(args.channels, 32), hidden=_or(args.hidden, 32), depth=_or(args.depth, 12),
             alpha_block=_or(args.alpha_block, 0.98), activation=args.activation,
@@ -141,8 +154,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         _refuse(rk_only, "ff")
         # spline flags (--spline-knots, --spline-range, --spline-init) when the parser has them
-        spline = {k: getattr(args, k) for k in ("spline_knots", "spline_range", "spline_init")
+        spline = {k: getattr(args, k) for k in ("spline_knots", "spline_range", "spline_init", "spline_slope_min")
                   if getattr(args, k, None) is not None}
+        if spline.get("spline_init") == "absolute":  # |x| needs slopes in [-1, 1]
+            spline.setdefault("spline_slope_min", -1.0)
         arch = LipschitzFFConfig(
             features=_or(args.features, 64), depth=_or(args.depth, 5), activation=args.activation,
             theta=_or(args.theta, 0.99), **spline,

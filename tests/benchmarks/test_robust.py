@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -14,9 +15,12 @@ from benchmarks.robust import (
     RobustConfig,
     _margin_constants,
     _margins,
+    _no_convergence_warnings,
+    _SolveTally,
     load_digits_split,
     pgd_robust,
 )
+from denoisers.implicit import ConvergenceWarning, FixedPointConfig, LinfImplicitNetwork
 from pnp.cli import main
 
 REQUIRED = {"model", "norm", "radius", "clean_accuracy", "certified_accuracy", "attacked_accuracy"}
@@ -25,13 +29,19 @@ REQUIRED = {"model", "norm", "radius", "clean_accuracy", "certified_accuracy", "
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("robust")
-    rc = main(["bench", "robust", "--out", str(out), "--quick", "--epochs", "3", "--seed", "1"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        rc = main(["bench", "robust", "--out", str(out), "--quick", "--epochs", "3", "--seed", "1"])
     assert rc == 0
-    return out, json.loads((out / "results.json").read_text())
+    for w in caught:  # hand the other warnings back to pytest
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    conv = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    return out, json.loads((out / "results.json").read_text()), conv
 
 
 def test_quick_run_writes_documented_outputs(quick_run):
-    out, res = quick_run
+    out, res, _ = quick_run
     for name in ("results.json", "results.csv", "results.md", "accuracy_vs_radius.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0
     meta = res["metadata"]
@@ -52,7 +62,7 @@ def test_quick_run_writes_documented_outputs(quick_run):
 
 
 def test_certified_never_exceeds_attacked_and_both_decrease(quick_run):
-    _, res = quick_run
+    _, res, _ = quick_run
     for r in res["records"]:
         assert r["certified_accuracy"] <= r["attacked_accuracy"] + 1e-12, r
         assert r["attacked_accuracy"] <= r["clean_accuracy"] + 1e-12, r
@@ -67,9 +77,39 @@ def test_certified_never_exceeds_attacked_and_both_decrease(quick_run):
 
 
 def test_implicit_certificate_recorded(quick_run):
-    _, res = quick_run
+    _, res, _ = quick_run
     cert = res["models"]["implicit_linf"]["certificate"]
     assert cert["mu"] <= cert["gamma"] + 1e-12 and cert["lipschitz_linf"] > 0
+
+
+def test_convergence_warnings_are_aggregated_per_phase(quick_run):
+    _, res, conv = quick_run
+    fp = res["models"]["implicit_linf"]["fixed_point"]
+    assert set(fp) == {"training", "certification", "attack"}
+    assert all(v["solves"] > 0 and 0 <= v["not_converged"] <= v["solves"] for v in fp.values())
+    failing = [phase for phase, v in fp.items() if v["not_converged"] > 0]
+    assert len(conv) == len(failing)  # at most one warning per phase, never one per solve
+    for w, phase in zip(conv, failing):
+        assert str(w.message).startswith(f"implicit_linf ({phase}): ")
+
+
+def test_solve_tally_counts_and_silences_non_converged_solves():
+    torch.manual_seed(0)
+    net = LinfImplicitNetwork(4, 6, 3, solver=FixedPointConfig(tol=1e-15, max_iter=1)).double()
+    tally = _SolveTally(net)
+    u = torch.rand(2, 4, dtype=torch.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _no_convergence_warnings():
+            for _ in range(50):
+                tally(u)
+        net(u)  # outside the context: warns again
+    assert [w.category for w in caught] == [ConvergenceWarning]
+    assert tally.solves == tally.failed == 50 and tally.worst_residual > 1e-15
+    msg = tally.message("training")
+    assert msg.startswith("implicit_linf (training): 50 of 50") and "max_iter=1" in msg and "tol 1.000e-15" in msg
+    assert tally.to_dict()["not_converged"] == 50
+    assert _SolveTally(net).message("attack") is None
 
 
 def test_margin_constants_take_the_smallest_valid_bound():
@@ -103,9 +143,10 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     f.write_text("x")
     assert main(["bench", "robust", "--out", str(f), "--quick"]) == 2
     assert "directory" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exc:
-        main(["bench", "robust", "--out", str(tmp_path), "--epochs", "0"])
-    assert exc.value.code == 2
+    # argparse errors: one line on stderr and exit code 2 (main returns it, no SystemExit)
+    assert main(["bench", "robust", "--out", str(tmp_path), "--epochs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs" in err and "positive integer" in err and len(err.strip().splitlines()) == 1
 
 
 def test_config_validation():

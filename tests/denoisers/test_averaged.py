@@ -310,3 +310,45 @@ class TestPixelUnshuffle:
             AveragedConfig(channels=3, pixel_unshuffle=2)
         with pytest.raises(ValueError, match="pixel_unshuffle"):
             AveragedConfig(pixel_unshuffle=0)
+
+
+def test_cli_certify_json_dominates_empirical_bounds(tmp_path, capsys):
+    """``pnp certify WEIGHTS --json``: certified values, and an empirical lower bound below them."""
+    import json
+
+    from pnp.cli import main
+
+    net = _trained_like(AveragedConfig(channels=4, hidden=4, depth=2, activation="relu"))
+    weights, out = tmp_path / "tiny.safetensors", tmp_path / "out.json"
+    save_denoiser(net, weights, metadata={"sigma": 0.1})
+    rc = main(["certify", str(weights), "--sigma", "0.1", "--size", "16", "--steps", "20",
+               "--json", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads(out.read_text())
+    for key in ("lipschitz_bound", "alpha", "empirical_lipschitz"):
+        assert key in report, key
+    assert report["lipschitz_bound"] == pytest.approx(net.certificate.lipschitz_bound)
+    assert 0.0 < report["empirical_lipschitz"] <= report["lipschitz_bound"] + 1e-9
+    assert report["alpha"] == pytest.approx(net.certificate.alpha)
+    assert report["empirical_checks_consistent"] is True
+
+
+@pytest.mark.parametrize("noise_conditional", [False, True])
+@pytest.mark.parametrize("integrator", ["heun", "rk4"])
+def test_export_matches_network_for_every_integrator(integrator, noise_conditional):
+    cfg = AveragedConfig(channels=4, hidden=4, depth=2, integrator=integrator, theta=0.5,
+                         noise_conditional=noise_conditional)
+    net = _trained_like(cfg)
+    assert net.certificate.alpha == pytest.approx(0.5)
+    exported = net.export()
+    assert exported.certificate == net.certificate
+    x = torch.rand(2, 1, 9, 11, dtype=torch.float64)
+    outs = []
+    with torch.no_grad():
+        for s in (0.05, 0.3):
+            ref = net(x, s)
+            torch.testing.assert_close(exported(x, s), ref)
+            assert ref.dtype == torch.float64
+            outs.append(ref)
+    if noise_conditional:  # the noise level really enters (so the comparison covers bias_sigma)
+        assert not torch.allclose(outs[0], outs[1])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
 
 from denoisers.implicit import (
+    ConvergenceWarning,
     ConvLinfImplicitNetwork,
     FixedPointConfig,
     ImplicitCertificate,
@@ -156,6 +158,31 @@ def test_forward_converges_to_same_point_from_any_start(weighted):
     assert torch.allclose(x_ref, torch.relu(x_ref @ A.T + u @ net.B.detach().T + net.b.detach()), atol=1e-11)
 
 
+@pytest.mark.parametrize("padding", ["zeros", "circular"])
+def test_conv_forward_converges_to_same_point_from_any_start(padding):
+    torch.manual_seed(0)
+    net = ConvLinfImplicitNetwork(2, 3, 1, gamma=0.6, padding=padding,
+                                  solver=FixedPointConfig(tol=1e-12, max_iter=20000)).double()
+    with torch.no_grad():
+        net.T.mul_(30.0)  # far from the identity: a non-trivial contraction
+        net.b.copy_(torch.randn(3, dtype=f64) * 0.3)
+    u = torch.rand(2, 2, 5, 6, dtype=f64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        x_ref = net.equilibrium(u).detach()
+        info = net.last_forward_info
+        assert info.converged and info.residual <= 1e-12 and info.iterations > 1
+        g = torch.Generator().manual_seed(7)
+        for scale in (1.0, 100.0, 1e4):
+            x0 = torch.randn(x_ref.shape, generator=g, dtype=f64) * scale
+            x = net.equilibrium(u, x0=x0).detach()
+            assert net.last_forward_info.converged
+            assert torch.allclose(x, x_ref, atol=1e-10, rtol=0)
+    # it is the fixed point of x = relu(A * x + B * u + b)
+    assert torch.allclose(x_ref, torch.relu(net._conv(x_ref, net.A.detach()) + net._conv(u, net.B.detach())
+                                            + net.b.detach()[None, :, None, None]), atol=1e-11, rtol=0)
+
+
 def test_anderson_reaches_the_same_point():
     net = _net(scale=6.0)
     u = torch.randn(3, 5, dtype=f64)
@@ -190,12 +217,55 @@ def test_average_iteration_is_a_contraction_with_the_stated_factor():
 def test_stopping_rule_and_budget():
     net = _net(scale=5.0)
     net.solver = FixedPointConfig(tol=1e-12, max_iter=2)
-    net.equilibrium(torch.randn(2, 5, dtype=f64))
+    with pytest.warns(ConvergenceWarning):
+        net.equilibrium(torch.randn(2, 5, dtype=f64))
     info = net.last_forward_info
     assert info.iterations == 2 and not info.converged and info.residual > 1e-12
     x, info = average_iteration(lambda v: 0.5 * v + 1.0, torch.zeros(1, 3, dtype=f64), step=1.0,
                                 config=FixedPointConfig(tol=1e-10))
     assert info.converged and torch.allclose(x, torch.full((1, 3), 2.0, dtype=f64), atol=1e-9)
+
+
+def _small_conv_net(**kw):
+    torch.manual_seed(0)
+    net = ConvLinfImplicitNetwork(2, 3, 1, gamma=0.6, **kw).double()
+    with torch.no_grad():
+        net.T.mul_(30.0)
+    return net
+
+
+@pytest.mark.parametrize("kind", ["dense", "dense_anderson", "conv"])
+def test_too_small_budget_warns_and_reports_not_converged(kind):
+    cfg = FixedPointConfig(tol=1e-12, max_iter=3, anderson=3 if kind == "dense_anderson" else 0)
+    if kind == "conv":
+        net, u = _small_conv_net(solver=cfg), torch.rand(2, 2, 5, 5, dtype=f64)
+    else:
+        net, u = _net(scale=5.0), torch.randn(2, 5, dtype=f64)
+        net.solver = cfg
+    with pytest.warns(ConvergenceWarning) as rec:
+        net.equilibrium(u)  # the warning points at this line (stacklevel=2)
+    info = net.last_forward_info
+    assert not info.converged and info.residual > cfg.tol and info.iterations >= cfg.max_iter
+    assert len(rec) == 1 and rec[0].filename == __file__
+    msg = str(rec[0].message)
+    assert type(net).__name__ in msg and "did not converge" in msg and "budget exhausted" in msg
+    assert f"after {info.iterations} iterations" in msg and "max_iter=3" in msg
+    assert f"l-inf residual {info.residual:.3e}" in msg and "tol 1.000e-12" in msg
+    # through forward() as well, and no warning once the budget suffices
+    with pytest.warns(ConvergenceWarning):
+        net(u)
+    net.solver = FixedPointConfig(tol=1e-8, max_iter=20000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        net(u)
+    assert net.last_forward_info.converged
+
+
+def test_convergence_warning_is_a_user_warning_of_denoisers_not_pnp():
+    import denoisers.implicit.exceptions as exc_mod
+
+    assert issubclass(ConvergenceWarning, UserWarning) and exc_mod.ConvergenceWarning is ConvergenceWarning
+    assert ConvergenceWarning.__module__ == "denoisers.implicit.exceptions"
 
 
 # ------------------------------------------------------------------------------------ backward
@@ -293,7 +363,7 @@ def test_certified_bounds_dominate_empirical_estimates(weighted, scale):
     with torch.no_grad():
         net.B.mul_(3.0)
         net.C.mul_(3.0)
-    cert = net.certificate()
+    cert = net.certificate
     assert cert.mu <= net.gamma + 1e-12 and 0 < cert.contraction < 1
     jinf, j2 = _jacobian_lower_bounds(net, 6)
     einf = _empirical_lipschitz(net, 6, math.inf, math.inf)
@@ -316,7 +386,7 @@ def test_linf_certificate_is_tight_when_all_units_are_active():
         net.C.copy_(torch.rand(3, 5, dtype=f64))
         net.b.fill_(10.0)
         net.D.zero_()
-    cert = net.certificate()
+    cert = net.certificate
     assert cert.lipschitz_linf == pytest.approx(float(norm_inf(net.C.detach())) / 0.5, rel=1e-12)
     u = torch.zeros(1, 4, dtype=f64)
     du = torch.full((1, 4), 1e-3, dtype=f64)  # aligned with the nonnegative rows
@@ -330,7 +400,7 @@ def test_conv_certificate_dominates_jacobian_norms():
     net = ConvLinfImplicitNetwork(1, 2, 1, gamma=0.5, solver=FixedPointConfig(tol=1e-11, max_iter=5000)).double()
     with torch.no_grad():
         net.T.mul_(10.0)
-    cert = net.certificate()
+    cert = net.certificate
     for s in range(5):
         u = torch.rand(1, 1, 5, 5, dtype=f64, generator=torch.Generator().manual_seed(s))
         J = torch.autograd.functional.jacobian(lambda v: net(v.reshape(1, 1, 5, 5)).reshape(-1), u.reshape(-1))
@@ -339,8 +409,20 @@ def test_conv_certificate_dominates_jacobian_norms():
             assert float(torch.linalg.matrix_norm(J, ord=2)) <= cert.lipschitz_l2 * (1 + 1e-9)
 
 
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_certificate_is_a_read_only_property(kind):
+    net = _net() if kind == "dense" else _small_conv_net()
+    cert = net.certificate
+    assert isinstance(cert, ImplicitCertificate) and cert == net.compute_certificate()
+    with pytest.raises(AttributeError):
+        net.certificate = cert
+    with torch.no_grad():  # derived from the current weights
+        net.C.mul_(2.0)
+    assert net.certificate.lipschitz_linf > cert.lipschitz_linf
+
+
 def test_certificate_round_trip():
-    cert = _net().certificate()
+    cert = _net().certificate
     assert isinstance(cert, ImplicitCertificate)
     assert ImplicitCertificate.from_dict(cert.to_dict()) == cert
     with pytest.raises(ValueError, match="unknown"):
@@ -392,6 +474,8 @@ def test_bad_shapes_and_arguments_are_rejected():
         FixedPointConfig(tol=0.0)
     with pytest.raises(ValueError, match="max_iter"):
         FixedPointConfig(max_iter=0)
+    with pytest.raises(ValueError, match="x0 must be finite"):
+        net.equilibrium(torch.zeros(2, 3), x0=torch.full((2, 4), float("nan")))
     conv = ConvLinfImplicitNetwork(2, 3, 1, padding="circular")
     with pytest.raises(ValueError, match="u must have shape"):
         conv(torch.zeros(1, 3, 8, 8))
@@ -401,3 +485,35 @@ def test_bad_shapes_and_arguments_are_rejected():
         ConvLinfImplicitNetwork(1, 2, 1, kernel_size=2)
     with pytest.raises(ValueError, match="padding"):
         ConvLinfImplicitNetwork(1, 2, 1, padding="reflect")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, f64])
+def test_empty_batch_is_rejected(dtype):
+    net = LinfImplicitNetwork(3, 4, 2).to(dtype)
+    with pytest.raises(ValueError, match=r"u must be a non-empty batch, got shape \(0, 3\)"):
+        net(torch.zeros(0, 3, dtype=dtype))
+    with pytest.raises(ValueError, match="u must be a non-empty batch"):
+        net.equilibrium(torch.zeros(0, 3, dtype=dtype))
+    conv = ConvLinfImplicitNetwork(2, 3, 1).to(dtype)
+    with pytest.raises(ValueError, match=r"u must be a non-empty batch, got shape \(0, 2, 4, 4\)"):
+        conv(torch.zeros(0, 2, 4, 4, dtype=dtype))
+    with pytest.raises(ValueError, match="u must be a non-empty batch"):
+        conv(torch.zeros(1, 2, 0, 4, dtype=dtype))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_input_is_rejected(bad):
+    net = LinfImplicitNetwork(3, 4, 2)
+    u = torch.rand(2, 3)
+    u[1, 2] = bad
+    with pytest.raises(ValueError, match=r"u must be finite, got 1 non-finite value"):
+        net(u)
+    conv = ConvLinfImplicitNetwork(2, 3, 1)
+    v = torch.rand(1, 2, 4, 4)
+    v[0, 1, 2, 3] = bad
+    with pytest.raises(ValueError, match=r"u must be finite, got 1 non-finite value"):
+        conv(v)
+    with pytest.raises(ValueError, match="x0 must be finite"):
+        conv.equilibrium(torch.rand(1, 2, 4, 4), x0=torch.full((1, 3, 4, 4), bad))
+    # the input is not modified by the check, and a finite input still works
+    assert torch.isfinite(net(torch.rand(2, 3))).all() and int((~torch.isfinite(u)).sum()) == 1

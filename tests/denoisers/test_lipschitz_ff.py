@@ -23,7 +23,9 @@ from denoisers import (
     load_denoiser,
     save_denoiser,
 )
+from denoisers.checkpoint import load_checkpoint, save_checkpoint
 from denoisers.layers import (
+    LinearSpline,
     NormalizedConv2d,
     conv_norm_sq,
     conv_opnorm_circular,
@@ -132,7 +134,8 @@ def test_parameter_count_matches_the_zoo_rk_model():
     ("field", "value"),
     [("image_channels", 0), ("features", 0), ("features", 2.5), ("depth", 1), ("kernel_size", 2),
      ("power_size", 0), ("theta", 0.0), ("theta", 1.5), ("activation", "tanh"), ("spline_knots", 2),
-     ("spline_knots", 4), ("spline_range", -1.0), ("spline_init", "absolute")],
+     ("spline_knots", 4), ("spline_range", -1.0), ("spline_init", "absolute"), ("spline_slope_min", 0.5),
+     ("spline_slope_min", True)],
 )
 def test_bad_config_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -147,6 +150,12 @@ def test_config_dict_round_trip_and_unknown_keys():
         LipschitzFFConfig.from_dict({**cfg.to_dict(), "hidden": 3})
     with pytest.raises(TypeError, match="not both"):
         LipschitzFFNet(cfg, depth=2)
+    signed = LipschitzFFConfig(activation="spline", spline_init="absolute", spline_slope_min=-1)
+    assert signed.spline_slope_min == -1.0 and isinstance(signed.spline_slope_min, float)
+    assert LipschitzFFConfig.from_dict(signed.to_dict()) == signed
+    # configs written before spline_slope_min existed load with the default (monotone)
+    old = {k: v for k, v in cfg.to_dict().items() if k != "spline_slope_min"}
+    assert LipschitzFFConfig.from_dict(old) == cfg and cfg.spline_slope_min == 0.0
 
 
 class TestDenoiserContract:
@@ -180,13 +189,30 @@ class TestDenoiserContract:
             net(torch.ones(1, 1, 4, 4, dtype=torch.int64), 0.1)
 
 
+ABS_SPLINE = dict(activation="spline", spline_init="absolute", spline_slope_min=-1.0)
+
+
 class TestSaveLoadExport:
-    def test_round_trip_export_and_zoo_load(self, tmp_path):
-        net = _adam_trained(LipschitzFFConfig(features=4, depth=3, theta=0.8))
+    @pytest.mark.parametrize("activation", [{}, ABS_SPLINE], ids=["relu", "spline-absolute"])
+    def test_round_trip_export_and_zoo_load(self, tmp_path, activation):
+        net = _adam_trained(LipschitzFFConfig(features=4, depth=3, theta=0.8, **activation))
         path = tmp_path / "ff.safetensors"
         save_denoiser(net, path, metadata={"sigma": 0.1})
         loaded = load_denoiser(path)
-        assert isinstance(loaded, LipschitzFFNet) and loaded.frozen
+        assert isinstance(loaded, LipschitzFFNet) and loaded.frozen and loaded.config == net.config
+        # every stored tensor bitwise, spline coefficients included (a frozen network is saved
+        # without its power-iteration vectors: they do not enter the frozen function)
+        stored = load_checkpoint(path)[0]
+        sa, sb = net.state_dict(), loaded.state_dict()
+        assert set(stored) == {k for k in sa if not k.endswith("power_u")}
+        assert any(k.endswith("coefficients") for k in stored) == bool(activation)
+        for k in stored:
+            assert sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]) and torch.equal(stored[k], sa[k]), k
+        for a, b in zip(net.acts, loaded.acts):
+            assert type(a) is type(b)
+            if isinstance(a, LinearSpline):
+                assert torch.equal(a.coefficients, b.coefficients)
+                assert (b.slope_min, b.init) == (-1.0, "absolute")
         x = torch.rand(2, 1, 11, 11, dtype=torch.float64)
         with torch.no_grad():
             assert torch.equal(loaded(x, 0.1), net(x, 0.1))
@@ -202,10 +228,19 @@ class TestSaveLoadExport:
         with pytest.raises(ValueError, match="freeze"):
             LipschitzFFNet(LipschitzFFConfig(features=2, depth=2)).export()
 
+    def test_spline_checkpoint_written_before_the_slope_range_field_loads_monotone(self, tmp_path):
+        net = _adam_trained(LipschitzFFConfig(features=3, depth=2, activation="spline"))
+        save_denoiser(net, tmp_path / "new.safetensors")
+        tensors, meta = load_checkpoint(tmp_path / "new.safetensors")
+        bare = {k: v for k, v in meta.items() if k not in ("format", "version")}
+        bare["architecture"] = {k: v for k, v in bare["architecture"].items() if k != "spline_slope_min"}
+        save_checkpoint(tmp_path / "old.safetensors", tensors, bare)
+        old = load_denoiser(tmp_path / "old.safetensors")
+        assert old.config == net.config and old.acts[0].slope_min == 0.0
+        assert torch.equal(old.acts[0].coefficients, net.acts[0].coefficients)
+
     def test_corrupt_foreign_and_tampered_files_are_refused(self, tmp_path):
         from safetensors.torch import save_file
-
-        from denoisers.checkpoint import load_checkpoint, save_checkpoint
 
         net = _adam_trained(LipschitzFFConfig(features=3, depth=2))
         good = tmp_path / "good.safetensors"
@@ -313,9 +348,6 @@ def test_cli_train_ff_and_certify(tmp_path, image_dir, monkeypatch, capsys):
 
 # --------------------------------------------------------------------------------------------
 def test_spline_activation_variant_certificate_holds():
-    pytest.importorskip("denoisers.layers.spline", reason="spline activations (brief S) not available yet")
-    from denoisers.layers.spline import LinearSpline
-
     net = _adam_trained(LipschitzFFConfig(features=4, depth=3, activation="spline", theta=0.9), lr=0.3)
     assert all(isinstance(a, LinearSpline) for a in net.acts)
     cert = net.certificate
@@ -330,7 +362,6 @@ def test_spline_activation_variant_certificate_holds():
 
 
 def test_spline_ff_trains_and_loads(tmp_path, image_dir, monkeypatch):
-    pytest.importorskip("denoisers.layers.spline", reason="spline activations (brief S) not available yet")
     from denoisers.train import train
 
     monkeypatch.setenv("PNP_SHARED_DATA", str(tmp_path / "no-shared"))
@@ -341,3 +372,59 @@ def test_spline_ff_trains_and_loads(tmp_path, image_dir, monkeypatch):
     assert net.config == arch and net.certificate.exact and net.certificate.alpha == arch.theta
     slopes = net.acts[0].slopes().detach()
     assert float(slopes.min()) >= 0.0 and float(slopes.max()) <= 1.0 + 1e-12
+
+
+def test_absolute_init_spline_network_keeps_its_certificate():
+    """Non-monotone splines (slopes in [-1, 1], |x| initialisation) after aggressive training:
+    the certificate (L_sigma = 1) still holds under adversarial search."""
+    cfg = LipschitzFFConfig(features=4, depth=3, theta=0.9, **ABS_SPLINE)
+    fresh = LipschitzFFNet(cfg).double()
+    x0 = torch.rand(2, 1, 12, 12, dtype=torch.float64)
+    with torch.no_grad():  # at initialisation every activation is exactly |x|
+        for a in fresh.acts:
+            z = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+            assert torch.equal(a(z), z.abs())
+    net = _adam_trained(cfg, lr=0.3)
+    assert all(isinstance(a, LinearSpline) and not a.monotone for a in net.acts)
+    slopes = torch.cat([a.slopes().detach().flatten() for a in net.acts])
+    assert float(slopes.min()) >= -1.0 and float(slopes.max()) <= 1.0
+    assert float(slopes.min()) < -0.5  # genuinely non-monotone functions
+    cert = net.certificate
+    assert cert.exact and cert.alpha == 0.9 and _lip_n(cert) <= 1.0 and cert.lipschitz_bound <= 1.0
+    acts = [layer for layer in cert.layers if layer.name.startswith("acts.")]
+    assert acts and all("[-1, 1]" in layer.method and "not monotone" in layer.method for layer in acts)
+    assert "[-1, 1]" in cert.notes
+    lip = adversarial_lipschitz(net, x0, steps=40, lr=0.05)
+    assert 0.05 < lip.value <= cert.lipschitz_bound + 1e-9
+    assert adversarial_averagedness(net, x0, cert.alpha, steps=40, lr=0.05).value <= 1.0 + 1e-9
+    assert jacobian_spectral_norm(net, x0, iters=15).value <= cert.lipschitz_bound + 1e-9
+    # the default FF spline stays monotone and says so
+    mono = LipschitzFFNet(LipschitzFFConfig(features=2, depth=2, activation="spline"))
+    assert mono.acts[0].monotone and "[0, 1]" in mono.certificate.layers[1].method
+
+
+def test_cli_train_ff_absolute_splines(tmp_path, image_dir, monkeypatch, capsys):
+    from pnp.cli import main
+
+    monkeypatch.setenv("PNP_SHARED_DATA", str(tmp_path / "no-shared"))
+    out = tmp_path / "abs.safetensors"
+    rc = main(["train", "--family", "ff", "--features", "3", "--depth", "2", "--activation", "spline",
+               "--spline-knots", "9", "--spline-init", "absolute", "--sigma", "0.1", "--data", str(image_dir),
+               "--out", str(out), "--steps", "2", "--batch-size", "2", "--patch-size", "16", "--no-progress"])
+    assert rc == 0
+    net = load_denoiser(out)
+    assert net.config.spline_init == "absolute" and net.config.spline_slope_min == -1.0  # switched on
+    assert net.certificate.exact and not net.acts[0].monotone
+    s = net.acts[0].slopes().detach()
+    assert float(s.min()) >= -1.0 and float(s.max()) <= 1.0
+    capsys.readouterr()
+    bad = [
+        (["--family", "ff", "--spline-init", "absolute", "--spline-slope-min", "0"], "slope_min"),
+        (["--spline-init", "absolute"], "--family ff"),  # rk (the default family)
+        (["--family", "rk", "--spline-slope-min", "-1"], "--spline-slope-min"),
+    ]
+    for extra, word in bad:
+        assert main(["train", "--activation", "spline", *extra, "--sigma", "0.1",
+                     "--out", str(tmp_path / "x.safetensors")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and word in err, err

@@ -1,5 +1,6 @@
-"""Learnable monotone 1-Lipschitz linear-spline activations: the constraint holds by construction
-under adversarial optimisation, exact ReLU/identity initialisations, TV(2) and effective knots
+"""Learnable 1-Lipschitz linear-spline activations (monotone by default, slopes in [-1, 1] on
+request): the constraint holds by construction under adversarial optimisation, exact
+ReLU/identity/absolute-value initialisations, TV(2) and effective knots
 against hand computations, gradients, the certificate of a spline network, save/load, training
 and the command line."""
 
@@ -71,6 +72,67 @@ def test_slopes_stay_in_unit_interval_under_adversarial_adam():
     torch.testing.assert_close(act(x.double()).detach(), before, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("slope_min", [0.0, -1.0])
+@pytest.mark.parametrize("opt_name", ["adam", "sgd"])
+def test_slopes_stay_in_their_range_under_adam_and_sgd(slope_min, opt_name):
+    torch.manual_seed(3)
+    init = "absolute" if slope_min < 0 else "relu"
+    act = LinearSpline(3, knots=9, range_=1.0, init=init, slope_min=slope_min)
+    opt = (torch.optim.Adam(act.parameters(), lr=0.5) if opt_name == "adam"
+           else torch.optim.SGD(act.parameters(), lr=2.0, momentum=0.9))
+    target = torch.tensor([5.0, -3.0, 0.5]).view(1, 3)  # slopes 5 and -3 infeasible for both ranges
+    x = 3 * torch.randn(256, 3)
+    raw_left = False
+    for _ in range(60):
+        loss = (act(x) - target * x).pow(2).mean() + (act.slopes() - target.T).pow(2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        s = act.slopes().detach()
+        assert float(s.min()) >= slope_min and float(s.max()) <= 1.0
+        raw = torch.diff(act.coefficients.detach(), dim=1) / act.spacing
+        raw_left |= bool((raw > 1).any() or (raw < slope_min).any())
+    assert raw_left  # the raw parameter left [slope_min, 1]: the projection did the work
+    fd = _piecewise_slopes(act, -3.0, 3.0)  # beyond [-R, R] too (linear extrapolation)
+    assert float(fd.min()) >= slope_min - 1e-9 and float(fd.max()) <= 1 + 1e-9
+    if opt_name == "adam":  # (SGD with this step oscillates between the bounds: range check only)
+        # the constrained optimum: slopes 1 and slope_min everywhere on the saturated channels
+        # (channel 1 uses the negative range when allowed), an interior slope ~0.5 on channel 2
+        s = act.slopes().detach()
+        torch.testing.assert_close(s[0], torch.ones(8))
+        torch.testing.assert_close(s[1], torch.full((8,), slope_min))
+        assert 0.3 < float(s[2].min()) and float(s[2].max()) < 0.7
+    act.project_()  # stored weights = evaluated function, still in range
+    raw = torch.diff(act.coefficients.detach(), dim=1) / act.spacing
+    assert float(raw.min()) >= slope_min - 1e-6 and float(raw.max()) <= 1 + 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_absolute_init_is_exact(dtype):
+    torch.manual_seed(4)
+    x = 3.0 * torch.randn(2, 5, 7, 6, dtype=dtype)  # well beyond [-R, R] = [-1, 1]
+    x[0, 0, 0, :6] = torch.tensor([0.0, -1e-30, 1e-30, 1.0, -1.0, -1.0 / 16], dtype=dtype)
+    act = LinearSpline(5, init="absolute", slope_min=-1).to(dtype)
+    assert act.slope_min == -1.0 and not act.monotone and LinearSpline(5).monotone
+    # bitwise on the dyadic default grid (T = 1/16): slopes are exactly -1 / +1 and every
+    # intercept |t_k| - (+-1) t_k is exactly 0, so f(x) = -x or x with no rounding at all
+    assert torch.equal(act(x), torch.abs(x))
+    assert torch.equal(act(x[:, :, 0, 0]), torch.abs(x[:, :, 0, 0]))
+    assert act.slopes().unique().tolist() == [-1.0, 1.0]
+    assert act.effective_knots().tolist() == [1] * 5
+    assert float(act.tv2().detach()) == 5 * 2.0  # one jump of 2 per channel
+    before = act.coefficients.detach().clone()
+    act.project_()  # feasible: P is exactly the identity here
+    assert torch.equal(act.coefficients, before)
+    # a non-dyadic grid (T = 0.1): the knot values |t_k| are rounded when stored (float32 by
+    # default), so the slopes are +-1 up to an ulp: exact to round-off only
+    act21 = LinearSpline(5, knots=21, range_=1.0, init="absolute", slope_min=-1.0).to(dtype)
+    torch.testing.assert_close(act21(x), torch.abs(x), rtol=1e-6, atol=1e-6)
+    # the other initialisations are unchanged by the wider range (bitwise)
+    assert torch.equal(LinearSpline(5, init="relu", slope_min=-1).to(dtype)(x), torch.relu(x))
+    assert torch.equal(LinearSpline(5, init="identity", slope_min=-1).to(dtype)(x), x)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_relu_and_identity_inits_are_exact(dtype):
     torch.manual_seed(1)
@@ -92,6 +154,13 @@ def test_relu_and_identity_inits_are_exact(dtype):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="slope -1"):
         LinearSpline(2, init="absolute")
+    with pytest.raises(ValueError, match="slope_min"):
+        LinearSpline(2, init="absolute", slope_min=0.0)
+    for bad in (0.5, -2.0, True, "-1", float("nan")):
+        with pytest.raises(ValueError, match="slope_min"):
+            LinearSpline(2, slope_min=bad)
+    with pytest.raises(ValueError, match="spline_init"):
+        LinearSpline(2, init="tanh", slope_min=-1.0)
     with pytest.raises(ValueError, match="spline_init"):
         LinearSpline(2, init="tanh")
     with pytest.raises(ValueError, match="spline_knots"):
@@ -104,6 +173,10 @@ def test_bad_arguments():
         make_activation("spline")
     with pytest.raises(ValueError, match="slope -1"):
         AveragedConfig(activation="spline", spline_init="absolute")
+    with pytest.raises(ValueError, match="slope -1"):
+        GradientStepConv(2, 3, activation="spline", spline_init="absolute")
+    with pytest.raises(ValueError, match="slope -1"):
+        make_activation("spline", channels=2, spline_init="absolute")
     with pytest.raises(ValueError, match="activation"):
         AveragedConfig(activation="softplus")
 
@@ -168,6 +241,7 @@ def test_make_activation_and_block():
     blk = GradientStepConv(2, 5, activation="spline", spline_knots=11)
     assert isinstance(blk.act, LinearSpline) and blk.act.channels == 5 and blk.act.knots == 11
     assert blk.lip_act == 1.0
+    assert act.slope_min == 0.0 and blk.act.monotone  # the gradient-step blocks: monotone only
     # old checkpoints (no spline keys) still load with the defaults
     old = {k: v for k, v in AveragedConfig().to_dict().items() if not k.startswith("spline_")}
     assert AveragedConfig.from_dict(old) == AveragedConfig()
@@ -195,6 +269,14 @@ def _spline_net_after_training(seed: int = 0) -> AveragedResNet:
     net.eval()
     net.freeze()
     return net
+
+
+def test_runge_kutta_family_only_builds_monotone_splines():
+    net = AveragedResNet(AveragedConfig(**TINY))
+    assert all(b.act.slope_min == 0.0 and b.act.monotone for b in net.blocks)
+    # there is no way to configure a non-monotone spline in the Runge-Kutta family
+    with pytest.raises(ValueError, match="unknown architecture keys"):
+        AveragedConfig.from_dict({**AveragedConfig(**TINY).to_dict(), "spline_slope_min": -1.0})
 
 
 def test_spline_network_certificate_holds_under_adversarial_search():
@@ -305,10 +387,15 @@ def test_cli_trains_and_certifies_a_spline_network(tmp_path, image_dir, monkeypa
     assert main(["certify", str(out), "--size", "8", "--steps", "2", "--json", str(tmp_path / "c.json")]) == 0
     assert "splines" in capsys.readouterr().out
     assert json.loads((tmp_path / "c.json").read_text())["splines"][0]["knots"] == 17
-    with pytest.raises(SystemExit) as exc:  # argparse refuses it (slope -1): usage error, exit 2
-        main(["train", "--sigma", "0.1", "--activation", "spline", "--spline-init", "absolute",
-              "--out", str(tmp_path / "x.safetensors")])
-    assert exc.value.code == 2
+    capsys.readouterr()
+    # the Runge-Kutta family refuses |x| (not monotone) and the wider slope range: one line, exit 2
+    refused = ((["--spline-init", "absolute"], "monotone"), (["--spline-slope-min", "-1"], "--spline-slope-min"))
+    for extra, word in refused:
+        assert main(["train", "--sigma", "0.1", "--activation", "spline", *extra,
+                     "--out", str(tmp_path / "x.safetensors")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and word in err
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -84,6 +84,36 @@ def test_errors_exit_2_one_line(tmp_path, capsys):
     assert "--demo" in _err_one_line(capsys)
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["deblur", *DEMO, "--solver", "foo", "--out", "o.png"], "invalid choice: 'foo'"),
+        (["deblur", *DEMO], "required: --out"),
+        (["deblur", "--demo", "--max-iter", "0", "--out", "o.png"], "--max-iter"),
+        (["deblur", "--demo", "--max-iter", "abc", "--out", "o.png"], "'abc'"),
+        (["denoise", "--demo", "--noise", "lots", "--out", "o.png"], "--noise"),
+        (["deblur", *DEMO, "--out", "o.png", "--no-such-flag"], "unrecognized arguments"),
+        (["no-such-command"], "invalid choice"),
+        ([], "required"),
+        (["bench"], "required"),
+    ],
+)
+def test_argparse_errors_exit_2_one_line(argv, expected, capsys):
+    """argparse's own errors: one line ``pnp <cmd>: error: ...``, no usage block, return 2."""
+    assert main(argv) == 2
+    err = _err_one_line(capsys)
+    assert expected in err and ": error: " in err and not err.startswith("usage")
+    cmd = argv[0] if argv and argv[0] in ("deblur", "denoise") else None
+    assert err.startswith(f"pnp {cmd}: error: " if cmd else "pnp")
+
+
+def test_help_exits_0(capsys):
+    assert main(["--help"]) == 0
+    assert "deblur" in capsys.readouterr().out
+    assert main(["deblur", "--help"]) == 0
+    assert "--max-iter" in capsys.readouterr().out
+
+
 def test_denoise_demo(tmp_path):
     out, rep = tmp_path / "d.png", tmp_path / "d.json"
     rc = main(["denoise", "--demo", "--size", "48", "--noise", "0.1", "--out", str(out),
@@ -92,3 +122,28 @@ def test_denoise_demo(tmp_path):
     report = json.loads(rep.read_text())
     assert report["psnr"] > report["psnr_input"]
     assert report["certificate"]["alpha"] == 0.5
+
+
+def test_denoise_ensemble_equals_the_mean_over_symmetries(tmp_path):
+    """``--ensemble`` writes the mean of D over the 8 symmetries and keeps the certificate."""
+    import torch
+
+    import pnp
+    from denoisers import GeometricEnsemble
+    from operators import add_gaussian_noise
+    from pnp.cli._common import load_input
+    from pnp.io import read_image
+
+    out, rep = tmp_path / "e.png", tmp_path / "e.json"
+    assert main(["denoise", "--demo", "--size", "32", "--noise", "0.1", "--denoiser", "quadratic",
+                 "--ensemble", "--bits", "16", "--out", str(out), "--report", str(rep)]) == 0
+    report = json.loads(rep.read_text())
+    assert report["ensemble"] is True
+    x, _ = load_input(None, True, 32)
+    y = add_gaussian_noise(x, 0.1, seed=0)
+    d = pnp.get_denoiser("quadratic")
+    with torch.no_grad():
+        expected = GeometricEnsemble(d)(y, 0.1)
+    got = read_image(out)
+    assert float((got - expected.clamp(0, 1)).abs().max()) < 2.0 / 65535
+    assert report["certificate"]["alpha"] == d.certificate.alpha
