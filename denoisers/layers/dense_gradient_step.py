@@ -18,7 +18,7 @@ Example::
     >>> blk = DenseGradientStep(16, 32, alpha_target=0.5)
     >>> blk(torch.randn(4, 16)).shape
     torch.Size([4, 16])
-    >>> blk.certificate().alpha <= 0.5 + 1e-9
+    >>> blk.certificate.alpha <= 0.5 + 1e-9
     True
 """
 
@@ -79,6 +79,7 @@ class DenseGradientStep(nn.Module):
         h = self.step_size().to(x.dtype)
         return x - h * torch.relu(x @ W.T + self.b.to(x.dtype)) @ W
 
+    @property
     @torch.no_grad()
     def certificate(self) -> Certificate:
         """l2 Lipschitz bound 1 and ``alpha = h ||W||^2 / 2`` with ``||W||`` recomputed in float64.
@@ -104,7 +105,7 @@ def chain_certificate(blocks: Sequence[DenseGradientStep]) -> Certificate:
     ``alpha = compose_alpha([alpha_i])`` (Combettes-Yamada)."""
     if len(blocks) == 0:
         raise ValueError("blocks must be a non-empty sequence")
-    certs = [b.certificate() for b in blocks]
+    certs = [b.certificate for b in blocks]
     alpha = compose_alpha([c.alpha for c in certs])  # type: ignore[misc]
     layers = tuple(LayerBound(name=f"block{i}.W", norm_bound=c.layers[0].norm_bound, method=c.layers[0].method)
                    for i, c in enumerate(certs))

@@ -20,7 +20,7 @@ def test_step_rule_and_certificate(alpha):
     W0 = blk.W.detach().clone()
     w = float(torch.linalg.matrix_norm(W0, ord=2))
     assert float(blk.step_size().detach()) == pytest.approx(2 * alpha / w**2, rel=1e-12)
-    cert = blk.certificate()
+    cert = blk.certificate
     assert cert.lipschitz_bound == 1.0
     assert alpha <= cert.alpha <= alpha * (1 + 3e-6)
     blk(torch.randn(3, 7, dtype=f64))
@@ -34,7 +34,7 @@ def test_averagedness_inequality_holds_on_random_pairs(alpha):
     blk = DenseGradientStep(6, 9, alpha_target=alpha).double()
     with torch.no_grad():
         blk.b.mul_(3.0)
-    a = blk.certificate().alpha
+    a = blk.certificate.alpha
     g = torch.Generator().manual_seed(2)
     x = torch.randn(500, 6, generator=g, dtype=f64) * 2
     y = x + torch.randn(500, 6, generator=g, dtype=f64) * torch.rand(500, 1, generator=g, dtype=f64)
@@ -50,7 +50,7 @@ def test_chain_certificate_composes_alphas():
     torch.manual_seed(3)
     blocks = [DenseGradientStep(5, 8, alpha_target=a) for a in (0.3, 0.6, 0.5)]
     cert = chain_certificate(blocks)
-    alphas = [b.certificate().alpha for b in blocks]
+    alphas = [b.certificate.alpha for b in blocks]
     assert cert.alpha == pytest.approx(compose_alpha(alphas), rel=1e-12)
     assert cert.alpha < 1 and cert.lipschitz_bound == 1.0 and len(cert.layers) == 3
     with pytest.raises(ValueError, match="non-empty"):
