@@ -14,6 +14,8 @@ loaded weights, whatever the family.
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +28,7 @@ from denoisers.checkpoint import CheckpointError, load_checkpoint, save_checkpoi
 from denoisers.models.averaged import AveragedConfig, AveragedResNet
 from denoisers.models.lipschitz_ff import LipschitzFFConfig, LipschitzFFNet
 
-__all__ = ["save_denoiser", "load_denoiser", "build_denoiser", "ModelKind", "MODEL_KIND", "MODEL_KINDS"]
+__all__ = ["save_denoiser", "load_denoiser", "file_sha256", "build_denoiser", "ModelKind", "MODEL_KIND", "MODEL_KINDS"]
 
 #: kind of the original family (kept for callers that name it)
 MODEL_KIND = "averaged-resnet"
@@ -85,9 +87,29 @@ def save_denoiser(net: nn.Module, path: str | os.PathLike, *, metadata: dict[str
     save_checkpoint(path, state, meta)
 
 
-def load_denoiser(path: str | os.PathLike, *, map_location: str | torch.device | None = None) -> nn.Module:
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 digest of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_denoiser(
+    path: str | os.PathLike,
+    *,
+    map_location: str | torch.device | None = None,
+    trusted_sha256: str | None = None,
+) -> nn.Module:
     """Load a network saved by :func:`save_denoiser` (any registered family); checks that the
-    stored certificate matches the one recomputed from the loaded weights."""
+    stored certificate matches the one recomputed from the loaded weights.
+
+    ``trusted_sha256``: the digest of a file whose certificate was recomputed from its weights
+    when the digest was recorded (the zoo's ``MANIFEST.json``). When the file's digest equals it,
+    the stored certificate is installed without recomputation (any other byte pattern, and every
+    file given without a digest, is recomputed and compared)."""
+    trusted = trusted_sha256 is not None and file_sha256(path) == trusted_sha256
     tensors, meta = load_checkpoint(path)
     kind = MODEL_KINDS.get(meta.get("kind"))  # type: ignore[arg-type]
     if kind is None:
@@ -119,7 +141,12 @@ def load_denoiser(path: str | os.PathLike, *, map_location: str | torch.device |
     if map_location is not None:
         net.to(map_location)
     stored = meta.get("certificate")
-    if stored is not None and net.frozen:
+    if stored is not None and net.frozen and trusted and hasattr(net, "_param_version"):
+        try:
+            net._cert_cache = (net._param_version(), Certificate.from_dict(stored))
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: bad certificate metadata ({exc})") from None
+    elif stored is not None and net.frozen:
         cert = net.certificate
         old = Certificate.from_dict(stored)
         if old.alpha is not None and (cert.alpha is None or abs(cert.alpha - old.alpha) > 1e-6):

@@ -12,6 +12,13 @@ the certificate of ``N`` for every ``s``. The *quality* does not carry over that
 has only seen intensities in ``[0, 1]``, and far from ``s0`` (``c`` of 2.5 and more) it loses
 several dB (BENCHMARKS.md, "zoo members").
 
+Certificates of shipped weights. ``weights/MANIFEST.json`` records the SHA-256 digest of every
+shipped file, written by ``python -m denoisers.zoo.manifest`` only after recomputing each file's
+certificate from its weights and finding it equal to the stored one. :func:`load` installs the
+stored certificate of a file whose digest matches (loading is then fast); a file that is not in
+the manifest or whose bytes changed is recomputed and compared, as every checkpoint loaded by
+path is, and ``load(name, verify=True)`` (used by ``pnp certify``) always recomputes.
+
 The family name (e.g. ``"rk-averaged"``) picks, per image, one shipped network and rescales it.
 Member ``i`` (sorted by training level) serves ``[t_{i-1}, t_i)``; the switch levels ``t`` are the
 geometric means of neighbouring training levels (the nearest member in log scale) unless the file
@@ -34,7 +41,7 @@ from torch import nn
 from denoisers.certificate import Certificate
 from denoisers.serialize import load_denoiser
 
-__all__ = ["available", "load", "weights_dir", "ScaledDenoiser", "ZooFamily", "PerChannel"]
+__all__ = ["available", "load", "manifest_digests", "weights_dir", "ScaledDenoiser", "ZooFamily", "PerChannel"]
 
 _WEIGHTS = Path(__file__).resolve().parent / "weights"
 FAMILY = "rk-averaged"
@@ -197,8 +204,26 @@ def _switch_levels(family: str) -> list[float] | None:
     return [float(v) for v in levels]
 
 
-def _load_member(path: Path, name: str) -> ScaledDenoiser:
-    net = load_denoiser(path)
+MANIFEST = "MANIFEST.json"
+
+
+def manifest_digests() -> dict[str, str]:
+    """``{file name: sha256}`` of the shipped weights whose certificates were verified."""
+    path = _WEIGHTS / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        files = json.loads(path.read_text())["files"]
+        return {str(k): str(v["sha256"]) for k, v in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"corrupt zoo manifest {path}: {e}") from e
+
+
+def _load_member(path: Path, name: str, *, verify: bool = False) -> ScaledDenoiser:
+    digest = None
+    if not verify and path.parent.resolve() == _WEIGHTS.resolve():
+        digest = manifest_digests().get(path.name)
+    net = load_denoiser(path, trusted_sha256=digest)
     net.metadata["name"] = name
     for p in net.parameters():
         p.requires_grad_(False)
@@ -216,22 +241,24 @@ def _load_member(path: Path, name: str) -> ScaledDenoiser:
     return wrapped
 
 
-def load(name: str, *, device: str | torch.device | None = None) -> nn.Module:
+def load(name: str, *, device: str | torch.device | None = None, verify: bool = False) -> nn.Module:
     """Load a shipped denoiser by name (see :func:`available`) or a checkpoint by path.
 
     Grey-level networks applied to colour images act per channel (:class:`PerChannel`).
+    ``verify=True`` recomputes the certificate of shipped weights too (module docstring).
     """
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"name must be a string or a path, got {type(name).__name__}")
     files = _model_files()
     sname = str(name)
     if sname == FAMILY and any(n.startswith(FAMILY + "-") for n in files):
-        model: nn.Module = ZooFamily([_load_member(p, n) for n, p in files.items() if n.startswith(FAMILY + "-")],
+        model: nn.Module = ZooFamily([_load_member(p, n, verify=verify) for n, p in files.items()
+                                      if n.startswith(FAMILY + "-")],
                                      _switch_levels(FAMILY))
     elif sname in files:
-        model = _load_member(files[sname], sname)
+        model = _load_member(files[sname], sname, verify=verify)
     elif sname.endswith(".safetensors") or Path(sname).exists():
-        model = _load_member(Path(sname), Path(sname).stem)
+        model = _load_member(Path(sname), Path(sname).stem, verify=verify)
     else:
         known = ", ".join(available()) or "(no shipped weights)"
         raise ValueError(f"unknown denoiser {sname!r}; available: {known}")

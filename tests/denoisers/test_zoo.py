@@ -112,3 +112,76 @@ def test_family_file_is_read_and_a_corrupt_one_is_refused(tmp_path, monkeypatch)
         (tmp_path / "fam.family.json").write_text(bad)
         with pytest.raises(ValueError, match="corrupt family file"):
             zoo._switch_levels("fam")
+
+
+# ---- the manifest: digest-pinned certificates of the shipped weights ---------------------------
+
+def test_manifest_lists_every_shipped_file_with_its_digest():
+    from denoisers.serialize import file_sha256
+
+    digests = zoo.manifest_digests()
+    shipped = sorted(p.name for p in zoo.weights_dir().glob("*.safetensors"))
+    assert sorted(digests) == shipped, "run python -m denoisers.zoo.manifest after changing the zoo"
+    for name in shipped:
+        assert file_sha256(zoo.weights_dir() / name) == digests[name], f"{name} changed since the manifest"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_stored_layer_bounds_match_a_recomputation_spot_check(name):
+    """The trusted path installs stored bounds: recompute the first and last layers' bounds."""
+    from denoisers.checkpoint import load_checkpoint
+    from denoisers.layers.conv_bounds import conv_opnorm_upper_bound
+
+    path = zoo.weights_dir() / f"{name}.safetensors"
+    tensors, meta = load_checkpoint(path)
+    stored = {layer["name"]: layer["norm_bound"] for layer in meta["certificate"]["layers"]}
+    first, last = sorted(stored, key=lambda k: int(k.split(".")[1]))[0], sorted(stored, key=lambda k: int(k.split(".")[1]))[-1]
+    for layer in (first, last):
+        bound = conv_opnorm_upper_bound(tensors[layer]).bound
+        assert bound == pytest.approx(stored[layer], rel=1e-9)
+
+
+def test_trusted_digest_skips_recomputation_and_changed_bytes_do_not(tmp_path, monkeypatch):
+    import shutil
+
+    from denoisers import AveragedResNet, CheckpointError
+    from denoisers.serialize import file_sha256
+
+    name = min(SHIPPED, key=lambda n: (zoo.weights_dir() / f"{n}.safetensors").stat().st_size)  # fastest
+    src = zoo.weights_dir() / f"{name}.safetensors"
+    stored_alpha = json.loads((zoo.weights_dir() / f"{name}.json").read_text())["certificate"]["alpha"]
+    dst = tmp_path / src.name
+    shutil.copy(src, dst)
+    calls = []
+    original = AveragedResNet.compute_certificate
+    monkeypatch.setattr(AveragedResNet, "compute_certificate",
+                        lambda self, **kw: calls.append(1) or original(self, **kw))
+    monkeypatch.setattr(zoo, "_WEIGHTS", tmp_path)
+    (tmp_path / zoo.MANIFEST).write_text(json.dumps({"files": {src.name: {"sha256": file_sha256(dst)}}}))
+    d = denoisers.load(name).denoiser
+    assert calls == [] and d.certificate.alpha == pytest.approx(stored_alpha)
+    denoisers.load(name, verify=True)
+    assert len(calls) == 1
+    # a wrong digest (bytes changed since the manifest): recomputed, and still certified
+    (tmp_path / zoo.MANIFEST).write_text(json.dumps({"files": {src.name: {"sha256": "0" * 64}}}))
+    denoisers.load(name)
+    assert len(calls) == 2
+    # tampered weights with a stale digest: recomputation refuses them
+    from denoisers.checkpoint import load_checkpoint, save_checkpoint
+
+    tensors, meta = load_checkpoint(dst)
+    key = next(k for k in tensors if k.endswith("weight"))
+    tensors[key] = tensors[key] * 3.0
+    save_checkpoint(dst, tensors, meta)
+    with pytest.raises(CheckpointError, match="does not match"):
+        denoisers.load(name)
+    (tmp_path / zoo.MANIFEST).write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt zoo manifest"):
+        denoisers.load(name)
+
+
+@pytest.mark.slow
+def test_manifest_check_recomputes_every_certificate():
+    from denoisers.zoo.manifest import main as manifest_main
+
+    assert manifest_main(["--check"]) == 0
