@@ -37,6 +37,21 @@ def _trained_like(cfg: AveragedConfig, seed: int = 0) -> AveragedResNet:
     return net
 
 
+def _round_trip(net: AveragedResNet, tmp_path, size):
+    """Save/load and export ``net``; both must give its outputs, the loaded one its certificate."""
+    path = tmp_path / "m.safetensors"
+    save_denoiser(net, path, metadata={"sigma": 0.1})
+    loaded = load_denoiser(path).double()
+    x = torch.rand(2, 1, *size, dtype=torch.float64)
+    exported = net.export()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, 0.1), net(x, 0.1))
+        torch.testing.assert_close(exported(x, 0.1), net(x, 0.1))
+    assert loaded.certificate.to_dict() == net.certificate.to_dict()
+    assert loaded.metadata["sigma"] == 0.1
+    return loaded, exported
+
+
 def _materialise(fn, shape):
     n = math.prod(shape)
     eye = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
@@ -193,15 +208,7 @@ class TestDenoiserContract:
 class TestSaveLoadExport:
     def test_round_trip_and_export(self, tmp_path):
         net = _trained_like(AveragedConfig(channels=4, hidden=4, depth=2, theta=0.8))
-        path = tmp_path / "m.safetensors"
-        save_denoiser(net, path, metadata={"sigma": 0.1})
-        loaded = load_denoiser(path).double()
-        x = torch.rand(2, 1, 11, 11, dtype=torch.float64)
-        with torch.no_grad():
-            torch.testing.assert_close(loaded(x, 0.1), net(x, 0.1))
-            exported = net.export()
-            torch.testing.assert_close(exported(x, 0.1), net(x, 0.1))
-        assert loaded.certificate.to_dict() == net.certificate.to_dict()
+        loaded, exported = _round_trip(net, tmp_path, (11, 11))
         assert exported.certificate == net.certificate
         assert loaded.metadata["sigma"] == 0.1
 
@@ -297,15 +304,8 @@ class TestPixelUnshuffle:
 
     def test_round_trip_export_and_bad_config(self, tmp_path):
         net = _trained_like(AveragedConfig(channels=4, hidden=4, depth=2, pixel_unshuffle=2))
-        path = tmp_path / "ps.safetensors"
-        save_denoiser(net, path, metadata={"sigma": 0.1})
-        loaded = load_denoiser(path).double()
-        x = torch.rand(2, 1, 9, 10, dtype=torch.float64)
-        with torch.no_grad():
-            torch.testing.assert_close(loaded(x, 0.1), net(x, 0.1))
-            torch.testing.assert_close(net.export()(x, 0.1), net(x, 0.1))
+        loaded, _ = _round_trip(net, tmp_path, (9, 10))
         assert loaded.config.pixel_unshuffle == 2
-        assert loaded.certificate.to_dict() == net.certificate.to_dict()
         with pytest.raises(ValueError, match="pixel_unshuffle"):
             AveragedConfig(channels=3, pixel_unshuffle=2)
         with pytest.raises(ValueError, match="pixel_unshuffle"):
