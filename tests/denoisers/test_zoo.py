@@ -142,33 +142,33 @@ def test_stored_layer_bounds_match_a_recomputation_spot_check(name):
 
 
 def test_trusted_digest_skips_recomputation_and_changed_bytes_do_not(tmp_path, monkeypatch):
-    import shutil
-
-    from denoisers import AveragedResNet, CheckpointError
+    from denoisers import AveragedConfig, AveragedResNet, CheckpointError, save_denoiser
+    from denoisers.checkpoint import load_checkpoint, save_checkpoint
     from denoisers.serialize import file_sha256
 
-    name = min(SHIPPED, key=lambda n: (zoo.weights_dir() / f"{n}.safetensors").stat().st_size)  # fastest
-    src = zoo.weights_dir() / f"{name}.safetensors"
-    stored_alpha = json.loads((zoo.weights_dir() / f"{name}.json").read_text())["certificate"]["alpha"]
-    dst = tmp_path / src.name
-    shutil.copy(src, dst)
+    torch.manual_seed(0)
+    net = AveragedResNet(AveragedConfig(channels=4, hidden=4, depth=2, pixel_unshuffle=2))
+    net.freeze()
+    name = f"{zoo.FAMILY}-tiny"
+    dst = tmp_path / f"{name}.safetensors"
+    save_denoiser(net, dst, metadata={"sigma": 0.1})
     calls = []
     original = AveragedResNet.compute_certificate
     monkeypatch.setattr(AveragedResNet, "compute_certificate",
                         lambda self, **kw: calls.append(1) or original(self, **kw))
     monkeypatch.setattr(zoo, "_WEIGHTS", tmp_path)
-    (tmp_path / zoo.MANIFEST).write_text(json.dumps({"files": {src.name: {"sha256": file_sha256(dst)}}}))
+    (tmp_path / zoo.MANIFEST).write_text(json.dumps({"files": {dst.name: {"sha256": file_sha256(dst)}}}))
     d = denoisers.load(name).denoiser
-    assert calls == [] and d.certificate.alpha == pytest.approx(stored_alpha)
+    assert calls == [] and d.certificate.to_dict() == net.certificate.to_dict()
+    assert denoisers.load(zoo.FAMILY).certificate.alpha == pytest.approx(net.certificate.alpha)
+    assert calls == []
     denoisers.load(name, verify=True)
     assert len(calls) == 1
     # a wrong digest (bytes changed since the manifest): recomputed, and still certified
-    (tmp_path / zoo.MANIFEST).write_text(json.dumps({"files": {src.name: {"sha256": "0" * 64}}}))
+    (tmp_path / zoo.MANIFEST).write_text(json.dumps({"files": {dst.name: {"sha256": "0" * 64}}}))
     denoisers.load(name)
     assert len(calls) == 2
     # tampered weights with a stale digest: recomputation refuses them
-    from denoisers.checkpoint import load_checkpoint, save_checkpoint
-
     tensors, meta = load_checkpoint(dst)
     key = next(k for k in tensors if k.endswith("weight"))
     tensors[key] = tensors[key] * 3.0
