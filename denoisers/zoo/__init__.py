@@ -219,10 +219,9 @@ def manifest_digests() -> dict[str, str]:
         raise ValueError(f"corrupt zoo manifest {path}: {e}") from e
 
 
-def _load_member(path: Path, name: str, *, verify: bool = False) -> ScaledDenoiser:
-    digest = None
-    if not verify and path.parent.resolve() == _WEIGHTS.resolve():
-        digest = manifest_digests().get(path.name)
+def _load_member(path: Path, name: str, digests: dict[str, str]) -> ScaledDenoiser:
+    """``digests``: the manifest (empty to recompute); used only for files of the zoo folder."""
+    digest = digests.get(path.name) if path.parent.resolve() == _WEIGHTS.resolve() else None
     net = load_denoiser(path, trusted_sha256=digest)
     net.metadata["name"] = name
     for p in net.parameters():
@@ -250,15 +249,16 @@ def load(name: str, *, device: str | torch.device | None = None, verify: bool = 
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"name must be a string or a path, got {type(name).__name__}")
     files = _model_files()
+    digests = {} if verify else manifest_digests()
     sname = str(name)
     if sname == FAMILY and any(n.startswith(FAMILY + "-") for n in files):
-        model: nn.Module = ZooFamily([_load_member(p, n, verify=verify) for n, p in files.items()
+        model: nn.Module = ZooFamily([_load_member(p, n, digests) for n, p in files.items()
                                       if n.startswith(FAMILY + "-")],
                                      _switch_levels(FAMILY))
     elif sname in files:
-        model = _load_member(files[sname], sname, verify=verify)
+        model = _load_member(files[sname], sname, digests)
     elif sname.endswith(".safetensors") or Path(sname).exists():
-        model = _load_member(Path(sname), Path(sname).stem, verify=verify)
+        model = _load_member(Path(sname), Path(sname).stem, digests)
     else:
         known = ", ".join(available()) or "(no shipped weights)"
         raise ValueError(f"unknown denoiser {sname!r}; available: {known}")
