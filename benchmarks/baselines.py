@@ -43,6 +43,7 @@ __all__ = [
     "BM3DDenoiser",
     "CLOSED_FORM",
     "closed_form",
+    "denoiser_fingerprint",
     "known_denoisers",
     "register_denoiser",
     "resolve_denoiser",
@@ -274,3 +275,55 @@ def describe(name: str) -> str:
     if os.sep in name or name.endswith(".safetensors"):
         return Path(name).stem
     return name
+
+
+def _sha256_files(paths: list[Path]) -> str:
+    """SHA-256 of one file; for several, of the lines ``name:sha256`` (in the given order)."""
+    import hashlib
+
+    def one(p: Path) -> str:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+
+    if len(paths) == 1:
+        return one(paths[0])
+    return hashlib.sha256("".join(f"{p.name}:{one(p)}\n" for p in paths).encode()).hexdigest()
+
+
+def denoiser_fingerprint(name: str) -> str | None:
+    """SHA-256 of the weights behind a denoiser name, or ``None`` when it has none.
+
+    * a zoo network: its ``.safetensors`` file (the digest ``weights/MANIFEST.json`` pins); the
+      family name: the digest of the lines ``file:sha256`` of every member and of its
+      ``.family.json`` (the switch levels), in name order;
+    * a checkpoint path: the file;
+    * classical denoisers, closed-form baselines and ``py:`` factories: ``None`` (their code is
+      their identity).
+
+    The benchmark runner stores it in every record and reruns a record whose fingerprint differs
+    from the current one, so a benchmark resumed after the weights changed never mixes the two.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"denoiser name must be a non-empty string, got {name!r}")
+    key = name.strip()
+    low = key.lower()
+    if key in _REGISTRY or low in CLOSED_FORM or low in ("tv", "quadratic", "bm3d") or low.startswith("py:"):
+        return None
+    path = Path(key).expanduser()
+    if path.is_file():
+        return _sha256_files([path])
+    import denoisers
+    from denoisers.zoo import FAMILY, weights_dir
+
+    wdir = weights_dir()
+    if key == FAMILY:
+        members = sorted(wdir.glob(f"{FAMILY}-*.safetensors"))
+        fam = wdir / f"{FAMILY}.family.json"
+        return _sha256_files(members + ([fam] if fam.is_file() else [])) if members else None
+    if key in denoisers.available():
+        return _sha256_files([wdir / f"{key}.safetensors"])
+    return None
+

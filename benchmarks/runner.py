@@ -25,7 +25,11 @@ same denoiser and the parameters, budget and tolerance of ``fbs``: the cross-che
 process (one ``write`` + ``fsync`` per record; a torn last line from a crash is dropped on
 restart). A rerun with the same protocol and data skips every record already there, so an
 interrupted benchmark continues where it stopped and the final tables are the same. ``run.json``
-holds the effective protocol; rerunning into ``OUTDIR`` with another protocol is refused.
+holds the effective protocol; rerunning into ``OUTDIR`` with another protocol is refused. Every
+record carries ``denoiser_sha256`` (:func:`benchmarks.baselines.denoiser_fingerprint`: the
+weights behind the denoiser name, ``None`` for classical ones); a record whose fingerprint is not
+the current one (the zoo or the checkpoint changed since) is stale and runs again, its new record
+replacing the old one in the tables.
 
 **Parallel.** ``workers > 1`` shards the cases across processes (spawned; each runs
 ``torch.set_num_threads(max(1, cores // workers))``), cases grouped by image. ``shard=(k, n)``
@@ -53,7 +57,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from benchmarks.baselines import CLOSED_FORM, closed_form, describe, resolve_denoiser, run_deepinv_pgd
+from benchmarks.baselines import (
+    CLOSED_FORM,
+    closed_form,
+    denoiser_fingerprint,
+    describe,
+    resolve_denoiser,
+    run_deepinv_pgd,
+)
 from benchmarks.degrade import degrade, list_images, load_clean, resolve_data, to_hwc, to_tensor
 from benchmarks.protocols import Protocol, load_protocol
 
@@ -193,7 +204,7 @@ def plan_tasks(config: BenchConfig) -> list[Task]:
 
 # --------------------------------------------------------------------------- one run
 _KERNELS: dict[str, Any] = {}
-_NETS: dict[tuple[str, str], Any] = {}
+_NETS: dict[tuple[str, str, str | None], Any] = {}
 
 
 def _kernel(spec: str) -> Any:
@@ -209,7 +220,7 @@ def _denoiser(name: str, device: str) -> Any:
     low = name.lower()
     if low in ("tv", "quadratic", "bm3d"):
         return resolve_denoiser(name, device=device)
-    key = (name, device)
+    key = (name, device, denoiser_fingerprint(name))  # new weights at the same path: reload
     if key not in _NETS:
         _NETS[key] = resolve_denoiser(name, device=device)
     return _NETS[key]
@@ -379,6 +390,7 @@ def run_task(task: Task, protocol: Protocol, *, device: str, out: str | None = N
         "solver": task.solver,
         "denoiser": task.label,
         "denoiser_spec": task.denoiser,
+        "denoiser_sha256": denoiser_fingerprint(task.denoiser),
         "psnr": float(psnr(x.detach().double(), x_true.double())[0]),
         "ssim": _ssim(x_hwc, deg.clean),
         "psnr_input": float(psnr(y.double(), x_true.double())[0]),
@@ -551,6 +563,11 @@ def run_benchmark(
     rec_path = outp / _RECORDS
     _repair_tail(rec_path)
     done = load_records(outp)
+    prints = {d: denoiser_fingerprint(d) for d in config.denoisers}
+    stale = {t.key() for t in tasks
+             if t.key() in done and done[t.key()].get("denoiser_sha256") != prints[t.denoiser]}
+    for k in stale:
+        del done[k]
     todo = [t for t in tasks if t.key() not in done]
     first_image = tasks[0].image if tasks else None
     first_kernel = tasks[0].kernel if tasks else None
@@ -561,7 +578,8 @@ def run_benchmark(
         return config.save_images == "first" and t.image == first_image and t.kernel == first_kernel
 
     log(f"{len(tasks)} runs planned, {len(tasks) - len(todo)} already done, {len(todo)} to run "
-        f"({config.workers} worker(s), device {device})")
+        f"({config.workers} worker(s), device {device})"
+        + (f"; {len(stale)} recorded with other weights are rerun" if stale else ""))
     new = 0
     errors = 0
 
@@ -664,7 +682,7 @@ def run_denoise_benchmark(
     Noise: ``numpy.random.seed(seed); numpy.random.normal(0, nu, (H, W, C))`` per image (as in
     the deblurring protocol); the denoiser is called as ``D(y, nu)`` (its noise-level contract);
     PSNR/SSIM as in the deblurring protocols. Resumable like :func:`run_benchmark` (records keyed
-    by image, noise and denoiser).
+    by image, noise and denoiser; a record made with other weights runs again).
     """
     from operators import numpy_gaussian_noise
     from pnp.metrics import psnr
@@ -689,6 +707,7 @@ def run_denoise_benchmark(
     rec_path = outp / _RECORDS
     _repair_tail(rec_path)
     done = load_records(outp)
+    prints = {d: denoiser_fingerprint(d) for d in denoisers}
     keys = []
     for path in images:
         clean, _ = load_clean(path)
@@ -699,7 +718,7 @@ def run_denoise_benchmark(
             for name in denoisers:
                 key = f"{path.name}|{round(float(nu) * 255, 6):g}|{describe(name)}"
                 keys.append(key)
-                if key in done:
+                if key in done and done[key].get("denoiser_sha256") == prints[name]:
                     continue
                 den = _denoiser(name, dev)
                 t0 = time.perf_counter()
@@ -709,7 +728,7 @@ def run_denoise_benchmark(
                 elapsed = time.perf_counter() - t0
                 r = {
                     "key": key, "image": path.name, "noise": float(nu), "noise_255": round(float(nu) * 255, 6),
-                    "denoiser": describe(name), "denoiser_spec": name,
+                    "denoiser": describe(name), "denoiser_spec": name, "denoiser_sha256": prints[name],
                     "psnr": float(psnr(x.double(), x_true.double())[0]),
                     "ssim": _ssim(to_hwc(x), clean),
                     "psnr_input": float(psnr(y.double(), x_true.double())[0]),

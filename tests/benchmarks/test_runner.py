@@ -116,6 +116,61 @@ def test_resume_after_interruption_gives_the_same_table(images, tmp_path):
     assert (part / "records.jsonl").read_text().count("\n") == lines
 
 
+def _tiny_checkpoint(path, seed: int) -> None:
+    from denoisers import AveragedConfig, AveragedResNet
+    from denoisers.serialize import save_denoiser
+
+    torch.manual_seed(seed)
+    net = AveragedResNet(AveragedConfig(channels=4, hidden=4, depth=2))
+    net.freeze()
+    save_denoiser(net, path, metadata={"sigma": 0.03})
+
+
+def test_resume_reruns_records_made_with_other_weights(images, tmp_path):
+    import hashlib
+
+    ckpt = tmp_path / "net.safetensors"
+    _tiny_checkpoint(ckpt, seed=0)
+    cfg = _config(images, denoisers=(str(ckpt), "wiener"), solvers=("fbs",), kernels=(0,), max_iter=3)
+    out = tmp_path / "o"
+    first = run_benchmark(cfg, out)
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    nets = [r for r in first if r["denoiser"] == "net"]
+    assert len(nets) == 2 and all(r["denoiser_sha256"] == digest for r in nets)
+    assert all(r["denoiser_sha256"] is None for r in first if r["denoiser"] == "wiener")
+    lines = (out / "records.jsonl").read_text().count("\n")
+    run_benchmark(cfg, out)  # same weights: nothing to do
+    assert (out / "records.jsonl").read_text().count("\n") == lines
+    _tiny_checkpoint(ckpt, seed=1)  # new weights at the same path: the network's records are stale
+    new_digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert new_digest != digest
+    logs: list[str] = []
+    again = run_benchmark(cfg, out, log=logs.append)
+    assert any("2 recorded with other weights are rerun" in m for m in logs)
+    assert (out / "records.jsonl").read_text().count("\n") == lines + 2  # wiener was not rerun
+    nets2 = [r for r in again if r["denoiser"] == "net"]
+    assert len(again) == len(first) and all(r["denoiser_sha256"] == new_digest for r in nets2)
+    assert [r["psnr"] for r in nets2] != [r["psnr"] for r in nets]
+    res = json.loads((out / "results.json").read_text())["records"]
+    assert sorted(r["denoiser_sha256"] or "" for r in res) == sorted(r["denoiser_sha256"] or "" for r in again)
+
+
+def test_fingerprint_of_zoo_names_and_classical_denoisers():
+    import denoisers
+    from benchmarks.baselines import denoiser_fingerprint
+
+    assert denoiser_fingerprint("tv") is None and denoiser_fingerprint("wiener") is None
+    names = denoisers.available()
+    if not names:
+        pytest.skip("no shipped weights")
+    fam = denoiser_fingerprint(names[0])
+    members = [n for n in names[1:]]
+    digests = {denoiser_fingerprint(n) for n in members}
+    assert len(digests) == len(members) and fam not in digests and len(fam) == 64
+    with pytest.raises(ValueError, match="denoiser name"):
+        denoiser_fingerprint("")
+
+
 def test_resume_refuses_another_protocol(images, tmp_path):
     run_benchmark(_config(images, denoisers=("wiener",), kernels=(0,)), tmp_path / "o")
     cfg = _config(images, denoisers=("wiener",), kernels=(0,), max_iter=3)
