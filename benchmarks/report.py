@@ -58,7 +58,9 @@ def _fmt(v: float | None, spec: str = ".2f") -> str:
 
 
 def psnr_table(records: list[dict[str, Any]], *, metric: str = "psnr") -> str:
-    """Markdown: per noise level, mean ``metric`` per kernel (columns) and method (rows)."""
+    """Markdown: per noise level, mean ``metric`` per kernel (columns) and method (rows); the last
+    column counts the images behind each row (methods run on different subsets are not compared
+    on the same images)."""
     lines: list[str] = []
     noises = sorted({r["noise"] for r in records})
     for nu in noises:
@@ -68,8 +70,8 @@ def psnr_table(records: list[dict[str, Any]], *, metric: str = "psnr") -> str:
         n_img = len({r["image"] for r in rs})
         lines.append(f"### noise {_noise_label(nu)}: mean {metric.upper()} over {n_img} image(s)")
         lines.append("")
-        lines.append("| method | " + " | ".join(kernels) + " | mean |")
-        lines.append("|---|" + "---|" * (len(kernels) + 1))
+        lines.append("| method | " + " | ".join(kernels) + " | mean | images |")
+        lines.append("|---|" + "---|" * (len(kernels) + 2))
         for m in methods:
             cells = []
             allv = []
@@ -78,7 +80,8 @@ def psnr_table(records: list[dict[str, Any]], *, metric: str = "psnr") -> str:
                 allv += v
                 cells.append(_fmt(float(np.mean(v)) if v else None, ".2f" if metric == "psnr" else ".4f"))
             mean = float(np.mean(allv)) if allv else None
-            lines.append(f"| {m} | " + " | ".join(cells) + f" | {_fmt(mean, '.2f' if metric == 'psnr' else '.4f')} |")
+            n_m = len({r["image"] for r in rs if method_name(r) == m})
+            lines.append(f"| {m} | " + " | ".join(cells) + f" | {_fmt(mean, '.2f' if metric == 'psnr' else '.4f')} | {n_m} |")
         lines.append("")
     return "\n".join(lines)
 

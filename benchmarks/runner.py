@@ -29,7 +29,10 @@ holds the effective protocol; rerunning into ``OUTDIR`` with another protocol is
 record carries ``denoiser_sha256`` (:func:`benchmarks.baselines.denoiser_fingerprint`: the
 weights behind the denoiser name, ``None`` for classical ones); a record whose fingerprint is not
 the current one (the zoo or the checkpoint changed since) is stale and runs again, its new record
-replacing the old one in the tables.
+replacing the old one in the tables. The reports (``results.json``, ``results.csv``,
+``summary.md``, ``plots/``) cover every current record of ``OUTDIR``, not only the last
+command's, so one folder can collect the runs of several commands (and sessions); ``run.json``
+lists those commands.
 
 **Parallel.** ``workers > 1`` shards the cases across processes (spawned; each runs
 ``torch.set_num_threads(max(1, cores // workers))``), cases grouped by image. ``shard=(k, n)``
@@ -548,17 +551,25 @@ def run_benchmark(
     protocol = config.effective_protocol()
     device = config.resolved_device()
     data_dir = str(resolve_data(config.data if config.data is not None else protocol.images).resolve())
-    run_info = {"protocol": protocol.to_dict(), "data": data_dir}
+    data_id = _data_identity(data_dir)
+    run_info = {"protocol": protocol.to_dict(), "data": data_dir, "data_sha256": data_id}
     run_path = outp / _RUN
     if run_path.exists():
         old = json.loads(run_path.read_text())
-        if old.get("protocol") != json.loads(json.dumps(run_info["protocol"])) or old.get("data") != data_dir:
+        # the same images (names and bytes) wherever the folder lies; older run.json: the same path
+        same_data = old.get("data_sha256") == data_id if "data_sha256" in old else old.get("data") == data_dir
+        if old.get("protocol") != json.loads(json.dumps(run_info["protocol"])) or not same_data:
             raise ValueError(
                 f"--out {str(outp)!r} holds results of another protocol or data folder "
                 f"({old.get('protocol', {}).get('name')!r} on {old.get('data')!r}); use a new --out"
             )
     else:
-        _atomic_write(run_path, (json.dumps(run_info, indent=2) + "\n").encode())
+        old = dict(run_info)
+    this_run = {"command": command if command is not None else " ".join(sys.argv),
+                "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    history = [*old.get("commands", []), this_run]
+    _atomic_write(run_path, (json.dumps({**run_info, "data": old.get("data", data_dir), "commands": history},
+                                        indent=2) + "\n").encode())
     tasks = plan_tasks(dataclasses.replace(config, data=data_dir))
     rec_path = outp / _RECORDS
     _repair_tail(rec_path)
@@ -621,22 +632,61 @@ def run_benchmark(
                     f.cancel()
     from benchmarks.report import write_all
 
+    keys = [t.key() for t in tasks]
+    records = [done[k] for k in keys if k in done]
+    table, left_out = _current_records(outp, keys)
     meta = {
         "benchmark": "deblur",
         "protocol": protocol.to_dict(),
         "data": data_dir,
-        "images": sorted({t.image for t in tasks}),
+        "images": sorted({r["image"] for r in table}),
         "seed": protocol.seed,
-        "command": command if command is not None else " ".join(sys.argv),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": this_run["command"],
+        "date": this_run["date"],
+        "commands": history,
         "workers": config.workers,
         **environment(device, protocol.dtype),
     }
-    keys = [t.key() for t in tasks]
-    records = [done[k] for k in keys if k in done]
-    write_all(outp, records, meta)
-    log(f"{new} new records, {errors} errors; wrote {outp / 'results.json'}, results.csv, summary.md")
+    write_all(outp, table, meta)
+    log(f"{new} new records, {errors} errors; wrote {outp / 'results.json'}, results.csv, summary.md "
+        f"({len(table)} records: every current record of the folder"
+        + (f"; {left_out} made with other or missing weights left out)" if left_out else ")"))
     return records
+
+
+def _data_identity(folder: str) -> str:
+    """SHA-256 over the names and SHA-256 digests of a folder's images (its identity, wherever
+    the folder lies)."""
+    import hashlib
+
+    lines = []
+    for p in list_images(folder):
+        lines.append(f"{p.name}:{hashlib.sha256(p.read_bytes()).hexdigest()}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def _current_records(outp: Path, first: list[str]) -> tuple[list[dict[str, Any]], int]:
+    """Every record of ``outp`` made with the current weights of its denoiser (the tables of the
+    folder, which may hold the records of several commands), the keys ``first`` in that order and
+    the others sorted by image, kernel, noise, denoiser and solver; and how many were left out."""
+    allrec = load_records(outp)
+    prints: dict[str, str | None] = {}
+
+    def current(r: dict[str, Any]) -> bool:
+        spec = r.get("denoiser_spec", r.get("denoiser"))
+        if spec not in prints:
+            try:
+                prints[spec] = denoiser_fingerprint(spec)
+            except ValueError:
+                prints[spec] = "?"
+        return r.get("denoiser_sha256") == prints[spec]
+
+    ok = {k: r for k, r in allrec.items() if current(r)}
+    head = [ok[k] for k in first if k in ok]
+    seen = set(first)
+    rest = sorted((r for k, r in ok.items() if k not in seen),
+                  key=lambda r: (r["image"], r.get("kernel_index", 0), r["noise"], r["denoiser"], r["solver"]))
+    return head + rest, len(allrec) - len(ok)
 
 
 def config_from_args(

@@ -155,6 +155,33 @@ def test_resume_reruns_records_made_with_other_weights(images, tmp_path):
     assert sorted(r["denoiser_sha256"] or "" for r in res) == sorted(r["denoiser_sha256"] or "" for r in again)
 
 
+def test_one_folder_collects_the_runs_of_several_commands(images, tmp_path):
+    import shutil
+
+    out = tmp_path / "o"
+    a = run_benchmark(_config(images, denoisers=("quadratic",), solvers=("fbs",), kernels=(0,)), out, command="cmd A")
+    b = run_benchmark(_config(images, denoisers=("wiener",), kernels=(0, 1), max_images=1), out, command="cmd B")
+    assert len(a) == 2 and len(b) == 2  # each call returns its own plan
+    res = json.loads((out / "results.json").read_text())
+    assert {r["key"] for r in res["records"]} == {r["key"] for r in a + b}  # the report covers both
+    assert [c["command"] for c in res["metadata"]["commands"]] == ["cmd A", "cmd B"]
+    run = json.loads((out / "run.json").read_text())
+    assert [c["command"] for c in run["commands"]] == ["cmd A", "cmd B"]
+    md = (out / "summary.md").read_text()
+    assert "| quadratic / fbs | " in md and "| wiener (closed form) | " in md
+    row = next(line for line in md.splitlines() if line.startswith("| wiener (closed form) |"))
+    assert row.rstrip().endswith("| 1 |")  # the wiener rows rest on one image
+    # the same images in another folder are the same data; other images are refused
+    moved = tmp_path / "moved"
+    shutil.copytree(images, moved)
+    run_benchmark(_config(moved, denoisers=("wiener",), kernels=(0,), max_images=1), out)
+    other = tmp_path / "other"
+    shutil.copytree(images, other)
+    (other / "a_grey.png").write_bytes((images / "b_colour.png").read_bytes())
+    with pytest.raises(ValueError, match="another protocol or data folder"):
+        run_benchmark(_config(other, denoisers=("wiener",), kernels=(0,)), out)
+
+
 def test_fingerprint_of_zoo_names_and_classical_denoisers():
     import denoisers
     from benchmarks.baselines import denoiser_fingerprint
