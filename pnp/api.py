@@ -20,8 +20,10 @@ With ``A`` the circular blur (:class:`operators.FFTBlur`, exact ``||A||``):
   - TV: ``lambda_eff = TV_LAMBDA_PER_NOISE * nu``;
   - quadratic: ``lambda_eff = QUADRATIC_LAMBDA_PER_NOISE * nu``.
 
-* For any other (e.g. learned, certified) denoiser:
-  ``sigma = LEARNED_SIGMA_PER_NOISE * max(nu, 1e-3)`` (see the constant for how it was chosen).
+* For any other (e.g. learned, certified) denoiser: inside FBS
+  ``sigma = learned_fbs_sigma_factor(nu) * nu`` (the factors calibrated for the shipped family,
+  :data:`LEARNED_FBS_SIGMA_PER_NOISE`), inside HQS/ADMM ``sigma = LEARNED_SIGMA_PER_NOISE * nu``,
+  with ``nu = max(noise_level, 1e-3)`` (see the constants for how they were chosen).
 
 ``noise_level = 0`` is floored at ``1e-3`` in the rule. ``denoiser="tv"`` by name runs the TV
 prox with :data:`PNP_TV_INNER_ITERATIONS` warm-started inner iterations per call.
@@ -41,6 +43,7 @@ from pnp.solvers import PnPADMM, PnPFBS, PnPHQS, SolverResult
 
 __all__ = [
     "LEARNED_FBS_GAMMA_SCALE",
+    "LEARNED_FBS_SIGMA_PER_NOISE",
     "LEARNED_SIGMA_PER_NOISE",
     "QUADRATIC_LAMBDA_PER_NOISE",
     "SOLVERS",
@@ -58,16 +61,46 @@ TV_LAMBDA_PER_NOISE = 0.25
 #: ``lambda_eff / noise_level`` for the quadratic-gradient denoiser.
 QUADRATIC_LAMBDA_PER_NOISE = 2.0
 
-#: ``sigma / noise_level`` for learned (zoo) denoisers, and (FBS only) the step
+#: ``sigma / noise_level`` for learned (zoo) denoisers inside HQS/ADMM (inside FBS:
+#: :data:`LEARNED_FBS_SIGMA_PER_NOISE`, which replaced it there), and (FBS only) the step
 #: ``gamma = LEARNED_FBS_GAMMA_SCALE / ||A||^2``. Chosen by ``pnp bench calibrate`` on development
 #: images (train400 test_001/test_002, kernels levin:0 and gaussian:25:1.6, noise 7.65/255, 100
 #: FBS iterations) for a certified 110,976-parameter RK network: the grid scale x {1, 1.5, 2, 3, 4}
 #: and gamma x {1, 1.5, 1.95} gave the best mean PSNR at scale 2, gamma 1.95 (29.90 dB, against
 #: 29.62 at gamma 1). Any gamma < 2 / ||A||^2 keeps the FBS guarantee with an averaged denoiser.
-#: On the README demo (not used to choose) it gives 28.76 dB against 27.07 for the former rule
-#: (sigma = 4 nu, gamma = 1 / ||A||^2).
+#: On the README demo (not used to choose) factor 2 gave 28.76 dB against 27.07 for the earlier rule
+#: (sigma = 4 nu, gamma = 1 / ||A||^2); the calibrated FBS factors give 28.90 dB.
 LEARNED_SIGMA_PER_NOISE = 2.0
 LEARNED_FBS_GAMMA_SCALE = 1.95
+
+#: ``(nu, sigma / nu)`` for learned denoisers inside FBS (with ``gamma = 1.95 / ||A||^2``): the rule
+#: of the ``levin10-cal2`` protocol, calibrated for the shipped family ``rk-averaged`` by
+#: ``pnp bench calibrate`` on development images only (train400 test_001/test_002; kernels levin:0,
+#: uniform:9, gaussian:25:1.6; 100 iterations; factors 0.5 to 3): 1.5 at 2.55/255 (31.28 dB against
+#: 31.15 for the former factor 2), 1 at 7.65/255 (30.02 against 29.78) and at 12.75/255 (29.47
+#: against 29.28). Between the levels the factor is interpolated linearly in ``log nu``; outside
+#: them it is held at the nearest one.
+LEARNED_FBS_SIGMA_PER_NOISE: tuple[tuple[float, float], ...] = ((2.55 / 255, 1.5), (7.65 / 255, 1.0), (12.75 / 255, 1.0))
+
+
+def learned_fbs_sigma_factor(noise_level: float) -> float:
+    """``sigma / nu`` for a learned denoiser inside FBS at noise level ``nu``
+    (:data:`LEARNED_FBS_SIGMA_PER_NOISE`, log-linear in between, constant outside).
+
+    >>> learned_fbs_sigma_factor(7.65 / 255)
+    1.0
+    """
+    nu = float(noise_level)
+    if not (math.isfinite(nu) and nu > 0):
+        raise ValueError(f"noise_level must be finite and > 0, got {noise_level!r}")
+    pts = LEARNED_FBS_SIGMA_PER_NOISE
+    if nu <= pts[0][0]:
+        return pts[0][1]
+    for (n0, f0), (n1, f1) in zip(pts, pts[1:]):
+        if nu <= n1:
+            t = math.log(nu / n0) / math.log(n1 / n0)
+            return f0 + t * (f1 - f0)
+    return pts[-1][1]
 
 #: Inner Chambolle-Pock iterations per TV call inside ``deblur`` (warm-started from the previous
 #: call, so the inner solve keeps converging along the outer iterations). On the 256x256 demo
@@ -157,7 +190,7 @@ def default_parameters(
         lam = QUADRATIC_LAMBDA_PER_NOISE * nu
         return math.sqrt(lam * gamma / denoiser.weight), gamma
     if str(solver).lower() == "fbs":
-        gamma = LEARNED_FBS_GAMMA_SCALE * gamma
+        return learned_fbs_sigma_factor(nu) * nu, LEARNED_FBS_GAMMA_SCALE * gamma
     return LEARNED_SIGMA_PER_NOISE * nu, gamma
 
 

@@ -46,10 +46,27 @@ def test_default_rule():
     assert gamma == 4.0
     assert abs(sigma**2 * quad.weight / gamma - pnp.api.QUADRATIC_LAMBDA_PER_NOISE * 0.02) < 1e-12
     sigma, gamma = pnp.default_parameters(0.0, denoiser=lambda x, s: x, opnorm=1.0)
-    assert sigma == pytest.approx(pnp.api.LEARNED_SIGMA_PER_NOISE * 1e-3)
+    assert sigma == pytest.approx(pnp.api.LEARNED_FBS_SIGMA_PER_NOISE[0][1] * 1e-3)  # floored level
     assert gamma == pytest.approx(pnp.api.LEARNED_FBS_GAMMA_SCALE) and gamma < 2.0  # FBS guarantee
+    sigma, _ = pnp.default_parameters(0.01, denoiser=lambda x, s: x, opnorm=1.0, solver="hqs")
+    assert sigma == pytest.approx(pnp.api.LEARNED_SIGMA_PER_NOISE * 0.01)  # HQS/ADMM keep the generic factor
     _, gamma = pnp.default_parameters(0.01, denoiser=lambda x, s: x, opnorm=0.5, solver="admm")
     assert gamma == 4.0
+
+
+def test_learned_fbs_rule_interpolates_the_calibrated_factors():
+    from pnp.api import LEARNED_FBS_SIGMA_PER_NOISE, learned_fbs_sigma_factor
+
+    for nu, f in LEARNED_FBS_SIGMA_PER_NOISE:  # the calibration points themselves
+        assert learned_fbs_sigma_factor(nu) == pytest.approx(f)
+        sigma, _ = pnp.default_parameters(nu, denoiser=lambda x, s: x, opnorm=1.0)
+        assert sigma == pytest.approx(f * nu)
+    (n0, f0), (n1, f1) = LEARNED_FBS_SIGMA_PER_NOISE[:2]
+    assert learned_fbs_sigma_factor((n0 * n1) ** 0.5) == pytest.approx((f0 + f1) / 2)  # log-midpoint
+    assert learned_fbs_sigma_factor(n0 / 10) == f0 and learned_fbs_sigma_factor(0.5) == LEARNED_FBS_SIGMA_PER_NOISE[-1][1]
+    for bad in (0.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="noise_level"):
+            learned_fbs_sigma_factor(bad)
 
 
 def test_registry():
