@@ -277,20 +277,27 @@ def describe(name: str) -> str:
     return name
 
 
-def _sha256_files(paths: list[Path]) -> str:
-    """SHA-256 of one file; for several, of the lines ``name:sha256`` (in the given order)."""
+def file_sha256(path: Path) -> str:
+    """SHA-256 of one file's bytes."""
     import hashlib
 
-    def one(p: Path) -> str:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
-    if len(paths) == 1:
-        return one(paths[0])
-    return hashlib.sha256("".join(f"{p.name}:{one(p)}\n" for p in paths).encode()).hexdigest()
+
+def files_digest(paths: list[Path]) -> str:
+    """SHA-256 of the lines ``name:sha256`` of ``paths`` (in the given order)."""
+    import hashlib
+
+    return hashlib.sha256("".join(f"{p.name}:{file_sha256(p)}\n" for p in paths).encode()).hexdigest()
+
+
+def _sha256_files(paths: list[Path]) -> str:
+    """SHA-256 of one file; for several, :func:`files_digest`."""
+    return file_sha256(paths[0]) if len(paths) == 1 else files_digest(paths)
 
 
 def denoiser_fingerprint(name: str) -> str | None:

@@ -65,6 +65,7 @@ from benchmarks.baselines import (
     closed_form,
     denoiser_fingerprint,
     describe,
+    files_digest,
     resolve_denoiser,
     run_deepinv_pgd,
 )
@@ -657,12 +658,7 @@ def run_benchmark(
 def _data_identity(folder: str) -> str:
     """SHA-256 over the names and SHA-256 digests of a folder's images (its identity, wherever
     the folder lies)."""
-    import hashlib
-
-    lines = []
-    for p in list_images(folder):
-        lines.append(f"{p.name}:{hashlib.sha256(p.read_bytes()).hexdigest()}\n")
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
+    return files_digest(list_images(folder))
 
 
 def _current_records(outp: Path, first: list[str]) -> tuple[list[dict[str, Any]], int]:
