@@ -25,7 +25,10 @@ same denoiser and the parameters, budget and tolerance of ``fbs``: the cross-che
 process (one ``write`` + ``fsync`` per record; a torn last line from a crash is dropped on
 restart). A rerun with the same protocol and data skips every record already there, so an
 interrupted benchmark continues where it stopped and the final tables are the same. ``run.json``
-holds the effective protocol; rerunning into ``OUTDIR`` with another protocol is refused. Every
+holds the effective protocol; rerunning into ``OUTDIR`` with another protocol is refused unless it
+merely *extends* the folder's (:func:`extension_problems`: the same degradations and budgets, and
+every record keeps its parameters, e.g. a rule calibrated afterwards for a baseline the folder has
+no record of); ``run.json`` then keeps the earlier protocols under ``superseded_protocols``. Every
 record carries ``denoiser_sha256`` (:func:`benchmarks.baselines.denoiser_fingerprint`: the
 weights behind the denoiser name, ``None`` for classical ones); a record whose fingerprint is not
 the current one (the zoo or the checkpoint changed since) is stale and runs again, its new record
@@ -78,6 +81,7 @@ __all__ = [
     "SOLVER_NAMES",
     "Task",
     "environment",
+    "extension_problems",
     "load_records",
     "plan_tasks",
     "record_key",
@@ -559,18 +563,32 @@ def run_benchmark(
         old = json.loads(run_path.read_text())
         # the same images (names and bytes) wherever the folder lies; older run.json: the same path
         same_data = old.get("data_sha256") == data_id if "data_sha256" in old else old.get("data") == data_dir
-        if old.get("protocol") != json.loads(json.dumps(run_info["protocol"])) or not same_data:
+        if not same_data:
             raise ValueError(
                 f"--out {str(outp)!r} holds results of another protocol or data folder "
                 f"({old.get('protocol', {}).get('name')!r} on {old.get('data')!r}); use a new --out"
             )
+        if old.get("protocol") != json.loads(json.dumps(run_info["protocol"])):
+            _repair_tail(outp / _RECORDS)
+            problems = extension_problems(old.get("protocol", {}), protocol, load_records(outp))
+            if problems:
+                shown = "; ".join(problems[:3]) + (f"; ... ({len(problems)} in all)" if len(problems) > 3 else "")
+                raise ValueError(
+                    f"--out {str(outp)!r} holds results of another protocol or data folder "
+                    f"({old.get('protocol', {}).get('name')!r} on {old.get('data')!r}), and "
+                    f"{protocol.name!r} does not merely extend it: {shown}; use a new --out"
+                )
+            log(f"protocol {protocol.name!r} extends the folder's {old['protocol'].get('name')!r}: "
+                "the degradations and budgets are the same and every record keeps its parameters")
+            old = {**old, "superseded_protocols": [*old.get("superseded_protocols", []), old["protocol"]]}
     else:
         old = dict(run_info)
     this_run = {"command": command if command is not None else " ".join(sys.argv),
                 "date": datetime.datetime.now().isoformat(timespec="seconds")}
     history = [*old.get("commands", []), this_run]
-    _atomic_write(run_path, (json.dumps({**run_info, "data": old.get("data", data_dir), "commands": history},
-                                        indent=2) + "\n").encode())
+    superseded = {"superseded_protocols": old["superseded_protocols"]} if old.get("superseded_protocols") else {}
+    _atomic_write(run_path, (json.dumps({**run_info, "data": old.get("data", data_dir), "commands": history,
+                                         **superseded}, indent=2) + "\n").encode())
     tasks = plan_tasks(dataclasses.replace(config, data=data_dir))
     rec_path = outp / _RECORDS
     _repair_tail(rec_path)
@@ -653,6 +671,51 @@ def run_benchmark(
         f"({len(table)} records: every current record of the folder"
         + (f"; {left_out} made with other or missing weights left out)" if left_out else ")"))
     return records
+
+
+# fields of a protocol that an extension may change (the rest fixes the degradations and budgets)
+_EXTENSIBLE = ("name", "description", "rule", "calibration")
+
+
+def extension_problems(old: dict[str, Any], new: Protocol, records: dict[str, dict[str, Any]]) -> list[str]:
+    """Why ``new`` is not an extension of the protocol ``old`` (its dict form) for ``records``;
+    an empty list when it is.
+
+    ``new`` extends ``old`` when only the name, description, rule and calibration differ and every
+    record keeps its parameters under the new rule: the same denoiser sigma (or closed-form
+    weight), the same step gamma (recomputed from the record's ``||A||``) and the same budget. A
+    calibration for a denoiser the folder has no record of (adding baselines after the fact) is
+    such an extension; changing the rule of a recorded denoiser is not."""
+    cur = json.loads(json.dumps(new.to_dict()))
+    problems = [f"{k} differs ({old.get(k)!r} -> {cur.get(k)!r})"
+                for k in sorted(set(old) | set(cur)) if k not in _EXTENSIBLE and old.get(k) != cur.get(k)]
+    if problems:
+        return problems
+
+    def same(a: Any, b: Any) -> bool:
+        if a is None or b is None:
+            return a is None and b is None
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+
+    for key, r in sorted(records.items()):
+        solver = "fbs" if r["solver"] == "deepinv-pgd" else r["solver"]
+        try:
+            s, gamma = new.rule.parameters(r["denoiser"], solver=solver, noise=float(r["noise"]),
+                                           opnorm=float(r["opnorm"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(f"record {key!r} cannot be checked ({exc})")
+            continue
+        if r["solver"] == "closed-form":
+            if not same(s, r.get("lam")):
+                problems.append(f"record {key!r}: lambda {r.get('lam')!r} -> {s!r}")
+        else:
+            if not same(s, r.get("sigma")):
+                problems.append(f"record {key!r}: sigma {r.get('sigma')!r} -> {s!r}")
+            if not same(gamma, r.get("gamma")):
+                problems.append(f"record {key!r}: gamma {r.get('gamma')!r} -> {gamma!r}")
+        if new.budget(r["denoiser"]) != r.get("max_iter"):
+            problems.append(f"record {key!r}: budget {r.get('max_iter')!r} -> {new.budget(r['denoiser'])}")
+    return problems
 
 
 def _data_identity(folder: str) -> str:

@@ -205,6 +205,37 @@ def test_resume_refuses_another_protocol(images, tmp_path):
         run_benchmark(cfg, tmp_path / "o")
 
 
+def test_a_protocol_that_only_adds_rule_entries_extends_the_folder(images, tmp_path):
+    out = tmp_path / "o"
+    first = run_benchmark(_config(images, denoisers=("wiener", "quadratic"), solvers=("fbs",), kernels=(0,)),
+                          out, command="first")
+    before = load_records(out)
+    nu = tiny_protocol().noise_levels[0]
+    # a rule calibrated afterwards for a denoiser with no record: accepted, nothing reruns
+    ext = tiny_protocol(name="tiny-ext").replace(rule=tiny_protocol().rule.with_entries(
+        (RuleEntry("tv", scale=0.1, power=0.5, solver="fbs", noise=nu),)))
+    lines: list[str] = []
+    again = run_benchmark(_config(images, protocol=ext, denoisers=("wiener", "quadratic", "tv"), solvers=("fbs",),
+                                  kernels=(0,)), out, command="second", log=lines.append)
+    after = load_records(out)
+    assert {k: after[k] for k in before} == before  # the old records were kept, not rerun
+    assert len(again) == len(first) + 2 and any("extends" in s for s in lines)
+    run = json.loads((out / "run.json").read_text())
+    assert run["protocol"]["name"] == "tiny-ext"
+    assert [p["name"] for p in run["superseded_protocols"]] == ["tiny"]
+    tv = [r for r in again if r["denoiser"] == "tv"]
+    assert all(r["sigma"] == pytest.approx(0.1 * nu**0.5) for r in tv)
+    # a rule that changes a recorded denoiser's parameters is refused, naming the record
+    changed = ext.replace(rule=ext.rule.with_entries((RuleEntry("wiener", scale=3.0, noise=nu),)))
+    with pytest.raises(ValueError, match="does not merely extend.*lambda"):
+        run_benchmark(_config(images, protocol=changed, denoisers=("wiener",), kernels=(0,)), out)
+    # so is a change of the degradations, whatever the records
+    with pytest.raises(ValueError, match="does not merely extend.*seed"):
+        run_benchmark(_config(images, protocol=ext.replace(seed=1), denoisers=("wiener",), kernels=(0,)), out)
+    assert load_records(out) == after  # nothing lost by the refusals
+    assert json.loads((out / "run.json").read_text())["protocol"]["name"] == "tiny-ext"
+
+
 @pytest.mark.slow  # spawns 2 processes (~20 s on a loaded 2-core machine)
 def test_two_workers_match_one(images, tmp_path):
     cfg = _config(images, denoisers=("quadratic",), solvers=("fbs",), kernels=(0,))
