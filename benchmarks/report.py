@@ -5,7 +5,8 @@
 * ``results.csv``: one row per record, plus the columns ``protocol, seed, device, dtype, torch,
   deepinv`` repeated on every row;
 * ``summary.md``: for each noise level, the mean PSNR per kernel and method (the deterministic
-  table, :func:`psnr_table`), then one line per method with mean PSNR/SSIM, convergence, monotone
+  table, :func:`psnr_table`), where methods ran different subsets the paired means over the cases
+  they all ran (:func:`common_table`), then one line per method with mean PSNR/SSIM, convergence, monotone
   residuals, iterations, time per iteration and the guarantee;
 * ``plots/``: ``residual_<noise>.png`` (median relative residual against iteration, log-log),
   ``psnr_<noise>.png`` (median PSNR against iteration) and ``panel_<noise>.png`` (clean /
@@ -25,7 +26,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["denoise_table", "method_name", "psnr_table", "method_table", "summary_markdown", "write_all", "write_csv", "write_json"]
+__all__ = ["common_table", "denoise_table", "method_name", "psnr_table", "method_table", "summary_markdown", "write_all", "write_csv", "write_json"]
 
 _CSV_META = ("protocol", "seed", "device", "dtype", "torch", "deepinv")
 
@@ -86,6 +87,34 @@ def psnr_table(records: list[dict[str, Any]], *, metric: str = "psnr") -> str:
     return "\n".join(lines)
 
 
+def common_table(records: list[dict[str, Any]]) -> str:
+    """Markdown: per noise level where the methods ran on different cases, the mean PSNR/SSIM of
+    each method over the ``(image, kernel)`` cases that *every* method of that level ran (the
+    paired comparison); empty when every method ran the same cases."""
+    lines: list[str] = []
+    for nu in sorted({r["noise"] for r in records}):
+        rs = [r for r in records if r["noise"] == nu]
+        methods = _ordered(method_name(r) for r in rs)
+        cases = {m: {(r["image"], r["kernel"]) for r in rs if method_name(r) == m} for m in methods}
+        common = set.intersection(*cases.values()) if cases else set()
+        if all(c == common for c in cases.values()):
+            continue
+        n_img = len({i for i, _ in common})
+        lines.append(f"### noise {_noise_label(nu)}: {len(common)} case(s) ({n_img} image(s)) that all "
+                     f"{len(methods)} methods ran")
+        lines.append("")
+        if not common:
+            lines += ["no case was run by every method", ""]
+            continue
+        lines += ["| method | PSNR | SSIM | converged | cases left out |", "|---|---|---|---|---|"]
+        for m in methods:
+            g = [r for r in rs if method_name(r) == m and (r["image"], r["kernel"]) in common]
+            lines.append(f"| {m} | {np.mean([r['psnr'] for r in g]):.2f} | {np.mean([r['ssim'] for r in g]):.4f} | "
+                         f"{sum(bool(r['converged']) for r in g)}/{len(g)} | {len(cases[m]) - len(g)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def method_table(records: list[dict[str, Any]]) -> str:
     """Markdown: per noise level and method, mean PSNR/SSIM, convergence, timing, guarantee."""
     lines = [
@@ -124,7 +153,10 @@ def summary_markdown(records: list[dict[str, Any]], meta: dict[str, Any]) -> str
         "## PSNR (dB)",
         "",
     ]
-    return "\n".join(head) + psnr_table(records) + "\n## Convergence and time per method\n\n" + method_table(records)
+    common = common_table(records)
+    paired = ("\n## Paired comparison: the cases every method ran\n\n" + common) if common else ""
+    return ("\n".join(head) + psnr_table(records) + paired + "\n## Convergence and time per method\n\n"
+            + method_table(records))
 
 
 def write_json(path: Path, records: list[dict[str, Any]], meta: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import torch
 from benchmarks.baselines import closed_form, register_denoiser, resolve_denoiser
 from benchmarks.calibrate import calibrate, write_calibrated
 from benchmarks.protocols import ParameterRule, Protocol, RuleEntry, load_protocol
-from benchmarks.report import psnr_table
+from benchmarks.report import common_table, psnr_table, summary_markdown
 from benchmarks.runner import RECORD_KEYS, BenchConfig, load_records, run_benchmark, run_denoise_benchmark
 from pnp.cli import main
 
@@ -385,3 +385,20 @@ def test_cli_bench_calibrate_and_denoise(images, tmp_path, capsys):
     rc = main(["bench", "denoise", "--data", str(images), "--noise", "25/255", "--denoiser", "quadratic",
                "--out", str(tmp_path / "d"), "--quiet"])
     assert rc == 0 and "quadratic" in capsys.readouterr().out
+
+
+def test_paired_table_compares_methods_on_the_cases_they_all_ran():
+    def rec(img, k, den, psnr):
+        return {"image": img, "kernel": k, "noise": 0.03, "solver": "fbs", "denoiser": den, "psnr": psnr,
+                "ssim": psnr / 100, "converged": True, "monotone": True, "iterations": 3,
+                "time_per_iteration": 0.1, "guarantee": "holds"}
+
+    full = [rec(i, k, "net", 20.0 + n) for n, (i, k) in enumerate([("a", "k0"), ("a", "k1"), ("b", "k0"), ("b", "k1")])]
+    part = [rec("a", "k0", "tv", 10.0), rec("b", "k1", "tv", 30.0)]
+    md = common_table(full + part)
+    assert "2 case(s) (2 image(s)) that all 2 methods ran" in md
+    assert "| net / fbs | 21.50 | 0.2150 | 2/2 | 2 |" in md  # (20 + 23) / 2 over the shared cases
+    assert "| tv / fbs | 20.00 | 0.2000 | 2/2 | 0 |" in md
+    assert common_table(full) == ""  # one method: nothing to pair
+    assert "Paired comparison" in summary_markdown(full + part, {}) and "Paired" not in summary_markdown(full, {})
+    assert "no case was run by every method" in common_table(full[:1] + [rec("b", "k1", "tv", 1.0)])
