@@ -623,7 +623,7 @@ def run_benchmark(
         _append(rec_path, r)
         done[r["key"]] = r
         new += 1
-        log(f"  [{len(done)}/{len(tasks)}] {r['key']}: PSNR {r['psnr']:.2f} dB, {r['iterations']} it, "
+        log(f"  [{len(tasks) - len(todo) + new}/{len(tasks)}] {r['key']}: PSNR {r['psnr']:.2f} dB, {r['iterations']} it, "
             f"converged={r['converged']}, {r['total_time']:.1f} s")
 
     if config.workers == 1 or len(todo) <= 1:
