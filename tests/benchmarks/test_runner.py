@@ -387,7 +387,7 @@ def test_cli_bench_calibrate_and_denoise(images, tmp_path, capsys):
     assert rc == 0 and "quadratic" in capsys.readouterr().out
 
 
-def test_paired_table_compares_methods_on_the_cases_they_all_ran():
+def test_paired_table_compares_each_method_with_the_most_complete_one():
     def rec(img, k, den, psnr):
         return {"image": img, "kernel": k, "noise": 0.03, "solver": "fbs", "denoiser": den, "psnr": psnr,
                 "ssim": psnr / 100, "converged": True, "monotone": True, "iterations": 3,
@@ -395,10 +395,12 @@ def test_paired_table_compares_methods_on_the_cases_they_all_ran():
 
     full = [rec(i, k, "net", 20.0 + n) for n, (i, k) in enumerate([("a", "k0"), ("a", "k1"), ("b", "k0"), ("b", "k1")])]
     part = [rec("a", "k0", "tv", 10.0), rec("b", "k1", "tv", 30.0)]
-    md = common_table(full + part)
-    assert "2 case(s) (2 image(s)) that all 2 methods ran" in md
-    assert "| net / fbs | 21.50 | 0.2150 | 2/2 | 2 |" in md  # (20 + 23) / 2 over the shared cases
-    assert "| tv / fbs | 20.00 | 0.2000 | 2/2 | 0 |" in md
-    assert common_table(full) == ""  # one method: nothing to pair
+    other = [rec("c", "k0", "bm3d", 5.0)]
+    md = common_table(part + full + other)
+    assert "each method against `net / fbs`" in md  # the most complete method, wherever it comes
+    # tv on its 2 cases: 20.00 against (20 + 23) / 2 = 21.50 for the reference on the same cases
+    assert "| tv / fbs | 2 | 2 | 20.00 | 21.50 | -1.50 | 0.2000 | 0.2150 | 2/2 |" in md
+    assert "| bm3d / fbs | 0 | 0 | - |" in md  # nothing shared
+    assert common_table(full) == "" and common_table(full + [rec(i, k, "tv", 1.0) for i, k in [("a", "k0"), ("a", "k1"),
+                                                                                           ("b", "k0"), ("b", "k1")]]) == ""
     assert "Paired comparison" in summary_markdown(full + part, {}) and "Paired" not in summary_markdown(full, {})
-    assert "no case was run by every method" in common_table(full[:1] + [rec("b", "k1", "tv", 1.0)])
