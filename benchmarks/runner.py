@@ -298,6 +298,12 @@ def _save_png(path: Path, x_hwc: np.ndarray) -> None:
     _atomic_write(path, buf.getvalue())
 
 
+def _rule_solver(solver: str) -> str:
+    """The solver whose rule entry applies: deepinv's PGD is the same iteration as our FBS and
+    takes the FBS parameters (the cross-check)."""
+    return "fbs" if solver == "deepinv-pgd" else solver
+
+
 def run_task(task: Task, protocol: Protocol, *, device: str, out: str | None = None,
              save_image: bool = False) -> dict[str, Any]:
     """Run one task and return its record (histories and images go under ``out`` when given)."""
@@ -316,9 +322,8 @@ def run_task(task: Task, protocol: Protocol, *, device: str, out: str | None = N
     h, w = y.shape[-2:]
     t_start = time.perf_counter()
     opnorm = physics.opnorm(image_size=(h, w))
-    # deepinv's PGD is the same iteration as our FBS: it takes the FBS parameters (cross-check)
-    rule_solver = "fbs" if task.solver == "deepinv-pgd" else task.solver
-    s, gamma = protocol.rule.parameters(task.label, solver=rule_solver, noise=task.noise, opnorm=opnorm)
+    s, gamma = protocol.rule.parameters(task.label, solver=_rule_solver(task.solver), noise=task.noise,
+                                        opnorm=opnorm)
     budget = protocol.budget(task.label)
     hist: dict[str, Any] = {}
     rec: dict[str, Any] = {}
@@ -569,7 +574,6 @@ def run_benchmark(
                 f"({old.get('protocol', {}).get('name')!r} on {old.get('data')!r}); use a new --out"
             )
         if old.get("protocol") != json.loads(json.dumps(run_info["protocol"])):
-            _repair_tail(outp / _RECORDS)
             problems = extension_problems(old.get("protocol", {}), protocol, load_records(outp))
             if problems:
                 shown = "; ".join(problems[:3]) + (f"; ... ({len(problems)} in all)" if len(problems) > 3 else "")
@@ -698,9 +702,8 @@ def extension_problems(old: dict[str, Any], new: Protocol, records: dict[str, di
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
 
     for key, r in sorted(records.items()):
-        solver = "fbs" if r["solver"] == "deepinv-pgd" else r["solver"]
         try:
-            s, gamma = new.rule.parameters(r["denoiser"], solver=solver, noise=float(r["noise"]),
+            s, gamma = new.rule.parameters(r["denoiser"], solver=_rule_solver(r["solver"]), noise=float(r["noise"]),
                                            opnorm=float(r["opnorm"]))
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"record {key!r} cannot be checked ({exc})")
