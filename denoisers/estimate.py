@@ -9,6 +9,17 @@ evidence against it:
 * :func:`adversarial_averagedness`: gradient ascent on the averagedness ratio
   ``(||Dx - Dy||^2 + (1 - alpha)/alpha ||(I - D)x - (I - D)y||^2) / ||x - y||^2``, which is ``<= 1``
   for every pair exactly when ``D`` is ``alpha``-averaged.
+
+For explicit priors ``R`` with a gradient (the ridge regularisers, anything with
+``grad(x, sigma)``):
+
+* :func:`hessian_spectral_norm`: power iteration on the Hessian by Hessian-vector products;
+  ``|lambda(H(x))| <= Lip(grad R)``.
+* :func:`hessian_min_eigenvalue`: the smallest Hessian eigenvalue at a point by power iteration on
+  ``c I - H``; ``-lambda_min(H) <= rho`` (weak-convexity modulus), ``>= 0`` means locally convex.
+* :func:`adversarial_weak_convexity`: gradient ascent over pairs on
+  ``-<grad R(x) - grad R(y), x - y> / ||x - y||^2``, which is ``<= rho`` for every pair exactly when
+  ``R + rho/2 ||.||^2`` is convex (``<= 0`` for convex ``R``).
 """
 
 from __future__ import annotations
@@ -24,6 +35,9 @@ __all__ = [
     "adversarial_lipschitz",
     "averagedness_ratio",
     "adversarial_averagedness",
+    "adversarial_weak_convexity",
+    "hessian_min_eigenvalue",
+    "hessian_spectral_norm",
 ]
 
 Denoiser = Callable[..., torch.Tensor]
@@ -139,3 +153,73 @@ def adversarial_averagedness(
         x0, steps=steps, lr=lr, init_scale=init_scale, seed=seed,
     )
     return Estimate(value=best, method=f"adversarial averagedness search (Adam, {steps} steps)", evaluations=2 * steps)
+
+
+# ---------------------------------------------------------------------------- explicit priors
+def _hvp_setup(prior: Any, x: torch.Tensor, sigma: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    xr = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        g = prior.grad(xr, sigma)
+    return xr, g
+
+
+def _power(apply: Callable[[torch.Tensor], torch.Tensor], shape: torch.Size, like: torch.Tensor, iters: int,
+           seed: int) -> float:
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    u = torch.randn(shape, generator=gen, dtype=like.dtype).to(like.device)
+    u = u / u.norm()
+    val = 0.0
+    for _ in range(iters):
+        hu = apply(u)
+        val = float((u * hu).sum())  # Rayleigh quotient, a lower bound of the top eigenvalue
+        n = hu.norm()
+        if n == 0:
+            break
+        u = (hu / n).detach()
+    return val
+
+
+def hessian_spectral_norm(prior: Any, x: torch.Tensor, sigma: Any = None, *, iters: int = 50, seed: int = 0) -> Estimate:
+    """Largest ``|eigenvalue|`` of ``H = d^2 R / dx^2`` at ``x`` (Rayleigh quotients of the power
+    iteration on ``H^2``): a lower bound of ``Lip(grad R)``. Needs ``prior.grad(x, sigma)``
+    differentiable in ``x``."""
+    xr, g = _hvp_setup(prior, x, sigma)
+
+    def hh(u: torch.Tensor) -> torch.Tensor:
+        (hu,) = torch.autograd.grad(g, xr, u, retain_graph=True)
+        (hhu,) = torch.autograd.grad(g, xr, hu, retain_graph=True)
+        return hhu
+
+    val = _power(hh, xr.shape, xr, iters, seed)
+    return Estimate(value=max(val, 0.0) ** 0.5, method=f"Hessian power iteration ({iters} steps) at one input",
+                    evaluations=2 * iters)
+
+
+def hessian_min_eigenvalue(prior: Any, x: torch.Tensor, sigma: Any = None, *, shift: float, iters: int = 100,
+                           seed: int = 0) -> Estimate:
+    """``lambda_min(H(x))`` by power iteration on ``shift I - H`` (``shift >= Lip(grad R)``); the
+    value found is an upper bound of ``lambda_min`` (so ``-value`` is a lower bound of the local
+    weak-convexity modulus)."""
+    xr, g = _hvp_setup(prior, x, sigma)
+
+    def op(u: torch.Tensor) -> torch.Tensor:
+        (hu,) = torch.autograd.grad(g, xr, u, retain_graph=True)
+        return shift * u - hu
+
+    top = _power(op, xr.shape, xr, iters, seed)
+    return Estimate(value=shift - top, method=f"power iteration on {shift:g} I - H ({iters} steps) at one input",
+                    evaluations=iters)
+
+
+def adversarial_weak_convexity(prior: Any, x0: torch.Tensor, sigma: Any = None, *, steps: int = 100, lr: float = 1e-2,
+                               init_scale: float = 1e-1, seed: int = 0) -> Estimate:
+    """Largest ``-<grad R(x) - grad R(y), x - y> / ||x - y||^2`` found by Adam over pairs: a lower
+    bound of the weak-convexity modulus ``rho`` (a positive value refutes convexity)."""
+
+    def ratio(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        d = x - y
+        inner = ((prior.grad(x, sigma) - prior.grad(y, sigma)) * d).flatten(1).sum(1)
+        return -inner / d.flatten(1).pow(2).sum(1).clamp_min(1e-30)
+
+    best = _pair_search(ratio, x0, steps=steps, lr=lr, init_scale=init_scale, seed=seed)
+    return Estimate(value=best, method=f"adversarial monotonicity search (Adam, {steps} steps)", evaluations=2 * steps)

@@ -91,7 +91,7 @@ __all__ = [
 ]
 
 #: initialisations a monotone 1-Lipschitz spline can take (slopes in [0, 1])
-SPLINE_INITS = ("relu", "identity", "zero")
+SPLINE_INITS = ("relu", "identity", "zero", "clip")
 #: initialisations of a (non-monotone) 1-Lipschitz spline, slopes in [-1, 1]
 SPLINE_INITS_SIGNED = SPLINE_INITS + ("absolute",)
 #: allowed lower slope bounds: 0 (monotone, default) or -1 (1-Lipschitz only)
@@ -148,8 +148,9 @@ class LinearSpline(nn.Module):
     channels: number of channels ``C`` (dimension 1 of the input).
     knots: odd number ``K >= 3`` of uniform knots on ``[-range_, range_]`` (contains 0).
     range_: half-width ``R > 0`` of the knot grid; linear extrapolation outside.
-    init: ``"relu"``, ``"identity"``, ``"zero"`` or, only with ``slope_min=-1``, ``"absolute"``
-        (every channel the same function).
+    init: ``"relu"``, ``"identity"``, ``"zero"``, ``"clip"`` (``clamp(x, -1, 1)``: slope 1 on
+        ``[-1, 1]``, 0 outside; the derivative of the Huber function, an odd soft-threshold-like
+        profile) or, only with ``slope_min=-1``, ``"absolute"`` (every channel the same function).
     slope_min: lower slope bound ``l``: ``0`` (default; slopes in ``[0, 1]``: monotone and
         1-Lipschitz, as the gradient-step blocks require) or ``-1`` (slopes in ``[-1, 1]``:
         1-Lipschitz, not monotone; the feed-forward family only).
@@ -178,6 +179,8 @@ class LinearSpline(nn.Module):
             c = t
         elif init == "absolute":
             c = t.abs()
+        elif init == "clip":
+            c = t.clamp(-1.0, 1.0)
         else:
             c = torch.zeros_like(t)
         self.coefficients = nn.Parameter(c.to(torch.get_default_dtype()).repeat(self.channels, 1))
@@ -256,6 +259,37 @@ class LinearSpline(nn.Module):
         s_sel = torch.gather(s.unsqueeze(0).expand(n), 2, k)
         b_sel = torch.gather(b.unsqueeze(0).expand(n), 2, k)
         return (s_sel * x.reshape(k.shape) + b_sel).reshape(shape)
+
+    def integral(self, x: torch.Tensor) -> torch.Tensor:
+        """The antiderivative ``F_j(x) = int_0^x f_j(t) dt`` (``F_j(0) = 0``), elementwise, same
+        shape as ``x``: a continuous piecewise-quadratic function, convex when ``f_j`` is monotone.
+
+        On piece ``k`` (``t_k <= x <= t_{k+1}``, the outer pieces extended) ``F(x) = C_k +
+        s_k (x^2 - t_k^2) / 2 + b_k (x - t_k)`` with ``C_k = F(t_k)`` accumulated exactly over the
+        pieces between ``0`` and ``t_k``. Differentiable in ``x`` (``dF/dx = f(x)``) and in the
+        coefficients."""
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+        if x.ndim < 2 or x.shape[1] != self.channels:
+            raise ValueError(f"x must have shape [B, {self.channels}, ...] (channels in dim 1), got {tuple(x.shape)}")
+        proj, s = self._projection(x.dtype, x.device)
+        t = self.grid(x.dtype, x.device)
+        b = proj[:, :-1] - s * t[:-1]
+        m = self.mid
+        # F at the knots: F(t_m) = 0; the integral over piece k is T (P(c)_k + P(c)_{k+1}) / 2
+        piece = self.spacing * (proj[:, :-1] + proj[:, 1:]) / 2.0  # [C, K-1]
+        cum = torch.cat([proj.new_zeros(proj.shape[0], 1), torch.cumsum(piece, dim=1)], dim=1)  # int_{t_0}^{t_k}
+        knots_F = cum - cum[:, m : m + 1]  # [C, K]
+        k = torch.floor(x.detach() / self.spacing).nan_to_num_(0.0).clamp_(-m, m - 1).add_(m).to(torch.long)
+        shape = x.shape
+        k = k.reshape(shape[0], self.channels, math.prod(shape[2:]))
+        n = (shape[0], self.channels, self.knots - 1)
+        s_sel = torch.gather(s.unsqueeze(0).expand(n), 2, k)
+        b_sel = torch.gather(b.unsqueeze(0).expand(n), 2, k)
+        c_sel = torch.gather(knots_F[:, :-1].unsqueeze(0).expand(n), 2, k)
+        tk = t[:-1][k]
+        xv = x.reshape(k.shape)
+        return (c_sel + s_sel * (xv * xv - tk * tk) / 2.0 + b_sel * (xv - tk)).reshape(shape)
 
     def extra_repr(self) -> str:
         return (

@@ -1,0 +1,326 @@
+"""Learned convex (CRR) and weakly convex (WCRR) ridge regularisers with certified constants.
+
+The regulariser of an image ``x`` (each colour channel filtered alike) at noise level ``sigma``::
+
+    R(x, sigma) = sum_c sum_pixels psi_c((W x)_c),      lambda(sigma) R(x, sigma)  is the prior term,
+
+with ``W`` the zero-mean multi-convolution of :mod:`denoisers.ridge.multiconv` (``||W|| <= 1``,
+valid windows only) and one profile ``psi_c`` per filter, built from learned monotone linear splines
+``f+_c, f-_c`` (:class:`denoisers.layers.LinearSpline`, slopes in ``[0, 1]``, ``F+-`` their
+antiderivatives)::
+
+    psi_c(t) = F+_c(kappa mu t) / (kappa mu^2)  -  F-_c(mu t) / mu^2
+    psi_c'(t) = (f+_c(kappa mu t) - f-_c(mu t)) / mu
+    psi_c''(t) = kappa f+_c'(kappa mu t) - f-_c'(mu t)   in  [-s-, kappa s+],
+
+``s+-`` the largest slopes of the splines (``<= 1``) and ``mu = mu(sigma) > 0`` a learned spline
+scaling that only changes the profiles' *width*, never their curvature.
+
+* **CRR** (``kind="crr"``): no ``f-`` part and ``kappa = 1``: every ``psi_c`` is convex, so ``R``
+  is convex, with ``Lip(grad R) <= s+ ||W||^2``.
+* **WCRR** (``kind="wcrr"``): ``psi_c`` is ``s-``-weakly convex (``psi'' >= -s- >= -1``), so ``R``
+  is ``rho``-weakly convex with ``rho = s- ||W||^2 <= 1``, the difference of two convex parts, and
+  ``Lip(grad R) <= max(kappa s+, s-) ||W||^2``; ``kappa = exp(log_kappa)`` is learned.
+* **Noise conditioning**: ``lambda(sigma)`` and ``mu(sigma)`` are learned functions of
+  ``log sigma`` (:class:`denoisers.ridge.noise.LogSigmaSpline`): CRR ``lambda = exp(a(sigma))``;
+  WCRR ``lambda = lambda_cap * sigmoid(a(sigma))`` with ``lambda_cap < 1``, so that
+  ``lambda rho <= lambda_cap < 1`` for every ``sigma`` and the denoising objective
+  ``1/2 ||x - y||^2 + lambda R(x)`` is ``(1 - lambda rho)``-strongly convex.
+
+The certified constants (``certificate``) come from upper bounds only: the certified norm bound of
+the normalised kernel (float64, DFT grid plus Bernstein factor) and the largest slope of each spline
+(exact: the slopes of a linear spline are finitely many numbers). ``denoisers.estimate`` has the
+independent lower bounds (Hessian-vector power iteration, the convexity inequality on pairs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from denoisers.layers.conv_bounds import conv_opnorm_upper_bound
+from denoisers.layers.spline import LinearSpline
+from denoisers.ridge.multiconv import MultiConv
+from denoisers.ridge.noise import LogSigmaSpline, sigma_vector
+
+__all__ = ["RIDGE_KINDS", "RidgeCertificate", "RidgeConfig", "RidgeRegularizer"]
+
+RIDGE_KINDS = ("crr", "wcrr")
+
+
+@dataclass(frozen=True)
+class RidgeConfig:
+    """Architecture of a ridge regulariser (JSON-serialisable)."""
+
+    kind: str = "crr"
+    channels: tuple[int, ...] = (1, 4, 8, 60)
+    kernel_size: int = 5
+    spline_knots: int = 65
+    spline_range: float = 4.0
+    sigma_min: float = 1.0 / 255
+    sigma_max: float = 60.0 / 255
+    sigma_knots: int = 8
+    lambda_cap: float = 0.95
+    grid: int = 256
+
+    def __post_init__(self) -> None:
+        if self.kind not in RIDGE_KINDS:
+            raise ValueError(f"kind must be one of {RIDGE_KINDS}, got {self.kind!r}")
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if not (0.0 < self.lambda_cap < 1.0):
+            raise ValueError(f"lambda_cap must be in (0, 1), got {self.lambda_cap!r}")
+        if not (0.0 < self.sigma_min < self.sigma_max):
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min!r}, {self.sigma_max!r}")
+        if isinstance(self.sigma_knots, bool) or not isinstance(self.sigma_knots, int) or self.sigma_knots < 2:
+            raise ValueError(f"sigma_knots must be an integer >= 2, got {self.sigma_knots!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RidgeConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"ridge config must be a JSON object, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown ridge config fields {unknown}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class RidgeCertificate:
+    """Certified constants of a ridge regulariser ``R`` and of the prox of ``lambda(sigma) R``.
+
+    Attributes
+    ----------
+    kind: ``"crr"`` or ``"wcrr"``.
+    w_norm_bound: certified upper bound of ``||W||`` (every image size), and ``w_norm_method``.
+    slope_plus, slope_minus: largest slopes of ``f+`` and ``f-`` (``slope_minus = 0`` for CRR).
+    kappa: the curvature factor of the convex part (1 for CRR).
+    lip_grad: ``Lip(grad R) <= max(kappa s+, s-) ||W||^2``.
+    weak_convexity: ``rho = s- ||W||^2`` (``R + rho/2 ||.||^2`` is convex); 0 means convex.
+    lambda_max: ``sup_sigma lambda(sigma)`` (exact: the maximum over the knots).
+    prox_lipschitz: Lipschitz bound of ``prox_{lambda R}`` over every ``sigma``:
+        ``1 / (1 - lambda_max rho)`` (1 for CRR), ``inf`` if ``lambda_max rho >= 1``.
+    prox_alpha: ``1/2`` (firmly non-expansive) for CRR, ``None`` otherwise.
+    """
+
+    kind: str
+    w_norm_bound: float
+    w_norm_method: str
+    slope_plus: float
+    slope_minus: float
+    kappa: float
+    lip_grad: float
+    weak_convexity: float
+    lambda_max: float
+    prox_lipschitz: float
+    prox_alpha: float | None
+    notes: str = ""
+
+    @property
+    def convex(self) -> bool:
+        return self.weak_convexity == 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RidgeCertificate":
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(d, dict) or set(d) - names or not {"kind", "lip_grad"} <= set(d):
+            raise ValueError(f"not a ridge certificate: {d!r}")
+        return cls(**d)
+
+    def summary(self) -> str:
+        lines = [
+            f"ridge regulariser ({self.kind.upper()}): {'convex' if self.convex else f'{self.weak_convexity:.6g}-weakly convex'}",
+            f"  ||W|| <= {self.w_norm_bound:.6f} ({self.w_norm_method})",
+            f"  spline slopes: f+ <= {self.slope_plus:.6f}, f- <= {self.slope_minus:.6f}; kappa = {self.kappa:.6g}",
+            f"  Lip(grad R) <= {self.lip_grad:.6g};  weak convexity rho = {self.weak_convexity:.6g}",
+            f"  sup lambda(sigma) = {self.lambda_max:.6g};  lambda rho <= {self.lambda_max * self.weak_convexity:.6g}",
+            f"  prox_(lambda R): Lipschitz <= {self.prox_lipschitz:.6g}"
+            + (", firmly non-expansive (alpha = 1/2)" if self.prox_alpha == 0.5 else ", not averaged"),
+        ]
+        return "\n".join(lines)
+
+
+class RidgeRegularizer(nn.Module):
+    """``R(x, sigma)``, its gradient, and ``lambda(sigma)`` (see the module docstring).
+
+    ``x`` is ``[B, C, H, W]`` with ``H, W >= `` the composed kernel size; ``sigma`` a number or a
+    ``[B]`` tensor. ``energy`` returns ``[B]``, ``grad`` the shape of ``x``. Precompute the kernel
+    once (``kernel = reg.kernel()``) and pass it in loops.
+    """
+
+    def __init__(self, config: RidgeConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or RidgeConfig()
+        self.config = cfg
+        self.conv = MultiConv(cfg.channels, cfg.kernel_size, grid=cfg.grid)
+        c = self.conv.out_channels
+        self.f_plus = LinearSpline(c, knots=cfg.spline_knots, range_=cfg.spline_range, init="clip")
+        self.f_minus = (
+            LinearSpline(c, knots=cfg.spline_knots, range_=cfg.spline_range, init="clip") if cfg.kind == "wcrr" else None
+        )
+        n = cfg.sigma_knots
+        z = torch.linspace(math.log(cfg.sigma_min), math.log(cfg.sigma_max), n)
+        if cfg.kind == "crr":
+            lam0 = torch.full((n,), math.log(5.0))
+            self.log_kappa = None
+        else:
+            lam0 = torch.full((n,), math.log(0.9 / (cfg.lambda_cap - 0.9)) if cfg.lambda_cap > 0.9 else 0.0)
+            self.log_kappa = nn.Parameter(torch.tensor(3.0))
+        self.lam = LogSigmaSpline(lam0, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)
+        self.mu = LogSigmaSpline(math.log(4.0) - z, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)
+
+    # ---------------------------------------------------------------- scalar functions of sigma
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    def kappa(self) -> torch.Tensor:
+        if self.log_kappa is None:
+            return torch.ones((), dtype=self.lam.values.dtype, device=self.lam.values.device)
+        return self.log_kappa.exp()
+
+    def lambda_of(self, sigma: torch.Tensor) -> torch.Tensor:
+        """``lambda(sigma)``, ``[B]`` for a ``[B]`` tensor of levels."""
+        a = self.lam(sigma)
+        if self.kind == "crr":
+            return a.exp()
+        return self.config.lambda_cap * torch.sigmoid(a)
+
+    def mu_of(self, sigma: torch.Tensor) -> torch.Tensor:
+        return self.mu(sigma).exp()
+
+    def lambda_max(self) -> float:
+        a = self.lam.sup()
+        return math.exp(a) if self.kind == "crr" else self.config.lambda_cap / (1.0 + math.exp(-a))
+
+    def kernel(self) -> torch.Tensor:
+        return self.conv.kernel()
+
+    # ---------------------------------------------------------------- R and grad R
+    def _prepare(self, x: torch.Tensor, sigma: Any, kernel: torch.Tensor | None):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 4:
+            raise ValueError(
+                f"x must be a floating-point tensor [B, C, H, W], got "
+                f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+            )
+        k = self.conv.size
+        if x.shape[-1] < k or x.shape[-2] < k:
+            raise ValueError(f"x must be at least {k}x{k} (the filter size), got {tuple(x.shape[-2:])}")
+        b, c = x.shape[:2]
+        s = sigma_vector(sigma, b, x)
+        kern = (kernel if kernel is not None else self.kernel()).to(x.dtype)
+        mu = self.mu_of(s).to(x.dtype).repeat_interleave(c).view(-1, 1, 1, 1)
+        return x.reshape(b * c, 1, *x.shape[-2:]), kern, mu, s
+
+    def psi_prime(self, u: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        """``psi'(u)`` for filter responses ``u = W x`` ``[N, C, h, w]``, ``mu`` ``[N, 1, 1, 1]``."""
+        a = mu * u
+        if self.f_minus is None:
+            return self.f_plus(a) / mu
+        kap = self.kappa().to(u.dtype)
+        return (self.f_plus(kap * a) - self.f_minus(a)) / mu
+
+    def psi(self, u: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        a = mu * u
+        mu2 = mu * mu
+        if self.f_minus is None:
+            return self.f_plus.integral(a) / mu2
+        kap = self.kappa().to(u.dtype)
+        return self.f_plus.integral(kap * a) / (kap * mu2) - self.f_minus.integral(a) / mu2
+
+    def energy(self, x: torch.Tensor, sigma: Any, *, kernel: torch.Tensor | None = None) -> torch.Tensor:
+        """``R(x, sigma)`` per image, ``[B]``."""
+        xs, kern, mu, _ = self._prepare(x, sigma, kernel)
+        e = self.psi(MultiConv.apply(kern, xs), mu).sum(dim=(1, 2, 3))
+        return e.view(x.shape[0], x.shape[1]).sum(1)
+
+    def grad(self, x: torch.Tensor, sigma: Any, *, kernel: torch.Tensor | None = None) -> torch.Tensor:
+        """``grad_x R(x, sigma) = W^T psi'(W x)``, shape of ``x``."""
+        xs, kern, mu, _ = self._prepare(x, sigma, kernel)
+        g = MultiConv.apply_adjoint(kern, self.psi_prime(MultiConv.apply(kern, xs), mu))
+        return g.view_as(x)
+
+    def energy_and_grad(
+        self, x: torch.Tensor, sigma: Any, *, kernel: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both at the cost of one forward filtering."""
+        xs, kern, mu, _ = self._prepare(x, sigma, kernel)
+        u = MultiConv.apply(kern, xs)
+        e = self.psi(u, mu).sum(dim=(1, 2, 3)).view(x.shape[0], x.shape[1]).sum(1)
+        g = MultiConv.apply_adjoint(kern, self.psi_prime(u, mu)).view_as(x)
+        return e, g
+
+    # ---------------------------------------------------------------- certified constants
+    @torch.no_grad()
+    def certificate(self) -> RidgeCertificate:
+        """Certified constants from upper bounds (see :class:`RidgeCertificate`)."""
+        nb = conv_opnorm_upper_bound(self.kernel().detach(), grid=self.config.grid)
+        w = nb.bound
+        sp = float(self.f_plus.slopes().max().clamp_min(0.0))
+        sm = float(self.f_minus.slopes().max().clamp_min(0.0)) if self.f_minus is not None else 0.0
+        kap = float(self.kappa())
+        lip = max(kap * sp, sm) * w * w
+        rho = sm * w * w
+        lam_max = self.lambda_max()
+        if self.kind == "crr":
+            prox_lip, alpha = 1.0, 0.5
+            notes = "R convex: prox_(lambda R) is firmly non-expansive for every lambda > 0."
+        else:
+            m = 1.0 - lam_max * rho
+            prox_lip = 1.0 / m if m > 0 else math.inf
+            alpha = None
+            notes = (
+                "R rho-weakly convex: for lambda rho < 1 the denoising objective is (1 - lambda rho)-strongly convex, "
+                "prox_(lambda R) is single-valued, (1 - lambda rho)-cocoercive and 1/(1 - lambda rho)-Lipschitz "
+                "(not non-expansive, so no averaged-operator PnP guarantee)."
+            )
+        return RidgeCertificate(
+            kind=self.kind,
+            w_norm_bound=w,
+            w_norm_method=nb.method,
+            slope_plus=sp,
+            slope_minus=sm,
+            kappa=kap,
+            lip_grad=lip,
+            weak_convexity=rho,
+            lambda_max=lam_max,
+            prox_lipschitz=prox_lip,
+            prox_alpha=alpha,
+            notes=notes,
+        )
+
+    @torch.no_grad()
+    def step_constants(self) -> tuple[float, float]:
+        """``(Lip(grad R), rho)`` with ``||W|| <= 1`` taken from the construction (the normalisation by
+        the certified bound) instead of recomputed: cheap, for training loops. The certificate
+        recomputes the norm."""
+        sp = float(self.f_plus.slopes().max().clamp_min(0.0))
+        sm = float(self.f_minus.slopes().max().clamp_min(0.0)) if self.f_minus is not None else 0.0
+        kap = float(self.kappa())
+        return max(kap * sp, sm), sm
+
+    def splines(self) -> list[LinearSpline]:
+        return [s for s in (self.f_plus, self.f_minus) if s is not None]
+
+    def tv2(self) -> torch.Tensor:
+        return sum(s.tv2() for s in self.splines())
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}"

@@ -1,0 +1,78 @@
+"""Learned scalar functions of the noise level: piecewise linear in ``log sigma``.
+
+``f(sigma) = v_k + (z - z_k) (v_{k+1} - v_k) / dz`` with ``z = clamp(log sigma, z_0, z_{n-1})`` on
+``n`` uniform knots ``z_k`` of ``[log sigma_min, log sigma_max]``: continuous, constant outside the
+range (no extrapolation beyond the levels seen in training), exactly ``v_k`` at a knot, and its
+supremum over every ``sigma > 0`` is ``max_k v_k`` (a piecewise-linear function attains its
+extremes at the knots), which is what the certificates use.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["LogSigmaSpline", "sigma_vector"]
+
+
+def sigma_vector(sigma: Any, batch: int, like: torch.Tensor) -> torch.Tensor:
+    """``sigma`` (a number, a 0-d or ``[B]`` tensor) as a ``[B]`` tensor of ``like``'s dtype and device;
+    ``ValueError`` naming ``sigma`` unless every value is finite and > 0."""
+    if isinstance(sigma, bool):
+        raise TypeError(f"sigma must be a number or a tensor, got {sigma!r}")
+    if isinstance(sigma, (int, float)):
+        s = torch.full((batch,), float(sigma), dtype=like.dtype, device=like.device)
+    elif isinstance(sigma, torch.Tensor):
+        if sigma.is_complex() or sigma.dtype == torch.bool:
+            raise TypeError(f"sigma must be real, got dtype {sigma.dtype}")
+        s = sigma.detach().to(dtype=like.dtype, device=like.device).reshape(-1)
+        if s.numel() == 1:
+            s = s.expand(batch).clone()
+        elif s.numel() != batch:
+            raise ValueError(f"sigma must be a number or hold 1 or {batch} values (one per image), got {tuple(sigma.shape)}")
+    else:
+        raise TypeError(f"sigma must be a number or a tensor, got {type(sigma).__name__}")
+    if not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
+        raise ValueError(f"sigma must be finite and > 0, got {s.tolist()}")
+    return s
+
+
+class LogSigmaSpline(nn.Module):
+    """A learned scalar function of ``sigma`` (see the module docstring); ``values`` at the knots."""
+
+    def __init__(self, values: torch.Tensor, *, sigma_min: float, sigma_max: float) -> None:
+        super().__init__()
+        if not (0 < sigma_min < sigma_max and math.isfinite(sigma_max)):
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min!r}, {sigma_max!r}")
+        values = torch.as_tensor(values, dtype=torch.get_default_dtype()).reshape(-1)
+        if values.numel() < 2:
+            raise ValueError(f"need at least 2 knots, got {values.numel()}")
+        self.values = nn.Parameter(values.clone())
+        self.sigma_min = float(sigma_min)
+        self.sigma_max = float(sigma_max)
+
+    @property
+    def knots(self) -> torch.Tensor:
+        """The knots ``sigma_k`` (not their logarithms), ``[n]``, float64."""
+        n = self.values.numel()
+        return torch.exp(torch.linspace(math.log(self.sigma_min), math.log(self.sigma_max), n, dtype=torch.float64))
+
+    def forward(self, sigma: torch.Tensor) -> torch.Tensor:
+        n = self.values.numel()
+        z0, z1 = math.log(self.sigma_min), math.log(self.sigma_max)
+        dz = (z1 - z0) / (n - 1)
+        pos = ((sigma.log().clamp(z0, z1) - z0) / dz).to(self.values.dtype)
+        k = pos.detach().floor().clamp(0, n - 2).long()
+        frac = pos - k.to(pos.dtype)
+        v = self.values
+        return v[k] + frac * (v[k + 1] - v[k])
+
+    def sup(self) -> float:
+        """``sup_sigma f(sigma) = max_k v_k`` (exact)."""
+        return float(self.values.detach().max())
+
+    def extra_repr(self) -> str:
+        return f"knots={self.values.numel()}, sigma in [{self.sigma_min:.5g}, {self.sigma_max:.5g}] (log-uniform)"

@@ -1,0 +1,358 @@
+"""Training ridge regularisers as denoisers, one model for a range of noise levels.
+
+The loss is the weighted MSE between the clean patch and the denoised one,
+``sum_b (sigma_ref / sigma_b) mean((D(y_b) - x_b)^2)`` (``sigma_ref = 25/255``: noisier patches would
+otherwise dominate), plus ``tv2_weight`` times the TV(2) penalty of the splines. The denoiser ``D``
+is trained in one of three ways (``mode``):
+
+* ``"unrolled"``: ``t`` iterations of the accelerated prox solver from ``y``, differentiated
+  through (the *t-step* denoiser);
+* ``"deq-jfb"``: the prox solved to ``deq_tol`` without autograd, then one differentiable gradient
+  step of the prox objective from that point (Jacobian-free backpropagation: the inverse Jacobian
+  ``(I + lambda H)^{-1}`` of the implicit function is replaced by the step size);
+* ``"deq-implicit"``: the prox solved to ``deq_tol``; the exact implicit gradient
+  ``d loss / d theta = -v^T d(lambda grad R(x*; theta)) / d theta`` with ``(I + lambda H) v = d loss / d x*``
+  solved by conjugate gradients on Hessian-vector products (``cg_iters``).
+
+Patches are sampled statelessly per step (:class:`denoisers.train.data.PatchSampler`), so a resumed
+run draws what an uninterrupted run would. The state (model, Adam, step, history) is written
+atomically every ``checkpoint_every`` steps to ``out/state.safetensors``; a run restarted with the
+same config resumes from it. The final weights go to ``out/<kind>.safetensors`` with their
+certificate (:func:`save_ridge`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from denoisers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from denoisers.layers.spline import project_splines_
+from denoisers.ridge.model import RidgeCertificate, RidgeConfig, RidgeRegularizer
+from denoisers.ridge.prox import RidgeDenoiser, ridge_prox
+
+__all__ = ["RIDGE_MODES", "RidgeTrainConfig", "load_ridge", "save_ridge", "train_ridge", "RIDGE_KIND"]
+
+RIDGE_KIND = "ridge-regularizer"
+STATE_KIND = "ridge-train-state"
+RIDGE_MODES = ("unrolled", "deq-jfb", "deq-implicit")
+
+
+@dataclass(frozen=True)
+class RidgeTrainConfig:
+    """Everything that defines a ridge training run (serialised into its checkpoints)."""
+
+    mode: str = "deq-jfb"
+    steps: int = 4000
+    batch_size: int = 16
+    patch_size: int = 40
+    sigma_range: tuple[float, float] = (2.0 / 255, 55.0 / 255)
+    lr: float = 2e-3
+    lr_final_fraction: float = 0.05
+    unrolled_steps: int = 15
+    deq_tol: float = 2e-4
+    deq_max_iter: int = 300
+    cg_iters: int = 10
+    tv2_weight: float = 1e-5
+    seed: int = 0
+    validate_every: int = 250
+    checkpoint_every: int = 50
+    val_images: int = 3
+    val_sigma: float = 25.0 / 255
+
+    def __post_init__(self) -> None:
+        if self.mode not in RIDGE_MODES:
+            raise ValueError(f"mode must be one of {RIDGE_MODES}, got {self.mode!r}")
+        lo, hi = self.sigma_range
+        object.__setattr__(self, "sigma_range", (float(lo), float(hi)))
+        if not (0 < lo <= hi):
+            raise ValueError(f"sigma_range must satisfy 0 < lo <= hi, got {self.sigma_range!r}")
+        for name in ("steps", "batch_size", "patch_size", "unrolled_steps", "deq_max_iter", "cg_iters",
+                     "validate_every", "checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not (self.tv2_weight >= 0 and math.isfinite(self.tv2_weight)):
+            raise ValueError(f"tv2_weight must be a finite number >= 0, got {self.tv2_weight!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["sigma_range"] = list(self.sigma_range)
+        return d
+
+
+# ------------------------------------------------------------------------------------------ I/O
+def save_ridge(reg: RidgeRegularizer, path: str | Path, *, metadata: dict[str, Any] | None = None) -> RidgeCertificate:
+    """Write the weights with their config and certificate (safetensors, atomic)."""
+    cert = reg.certificate()
+    meta = {
+        "kind": RIDGE_KIND,
+        "config": reg.config.to_dict(),
+        "certificate": cert.to_dict(),
+        **(metadata or {}),
+    }
+    save_checkpoint(path, dict(reg.state_dict()), meta)
+    return cert
+
+
+def load_ridge(path: str | Path, *, device: Any = None) -> tuple[RidgeRegularizer, dict[str, Any]]:
+    """Load a ridge regulariser written by :func:`save_ridge`; the certificate is recomputed from the
+    weights and must equal the stored one (``CheckpointError`` otherwise)."""
+    tensors, meta = load_checkpoint(path, kind=RIDGE_KIND)
+    try:
+        cfg = RidgeConfig.from_dict(meta.get("config"))
+        reg = RidgeRegularizer(cfg)
+        reg.load_state_dict(tensors, strict=True)
+    except (ValueError, TypeError, RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: weights do not match the stored ridge config ({exc.__class__.__name__}: {exc})") from None
+    if device is not None:
+        reg = reg.to(device)
+    cert = reg.certificate()
+    stored = meta.get("certificate")
+    try:
+        stored_cert = RidgeCertificate.from_dict(stored)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: corrupt stored certificate ({exc})") from None
+    for name in ("w_norm_bound", "lip_grad", "weak_convexity", "lambda_max", "prox_lipschitz"):
+        a, b = getattr(cert, name), getattr(stored_cert, name)
+        if not (math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9) or (math.isinf(a) and math.isinf(b))):
+            raise CheckpointError(f"{path}: stored certificate {name}={b!r} differs from the recomputed {a!r} (tampered weights?)")
+    return reg, meta
+
+
+# ------------------------------------------------------------------------------------- training
+def _lr_factor(cfg: RidgeTrainConfig, step: int) -> float:
+    warm = min(50, cfg.steps // 20)
+    if step < warm:
+        return (step + 1) / warm
+    t = (step - warm) / max(1, cfg.steps - warm)
+    f = cfg.lr_final_fraction
+    return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def _param_groups(reg: RidgeRegularizer, lr: float) -> list[dict[str, Any]]:
+    conv = list(reg.conv.parameters())
+    splines = [p for s in reg.splines() for p in s.parameters()]
+    scalars = list(reg.lam.parameters()) + list(reg.mu.parameters())
+    if reg.log_kappa is not None:
+        scalars.append(reg.log_kappa)
+    return [
+        {"params": conv, "lr": lr, "base": lr},
+        {"params": splines, "lr": lr * 0.5, "base": lr * 0.5},
+        {"params": scalars, "lr": lr * 5, "base": lr * 5},
+    ]
+
+
+def _unrolled(reg: RidgeRegularizer, y: torch.Tensor, sigma: torch.Tensor, t: int) -> torch.Tensor:
+    """``t`` differentiable accelerated-gradient steps of the prox objective from ``y``."""
+    kernel = reg.kernel()
+    lip, rho = reg.step_constants()
+    lam = reg.lambda_of(sigma).view(-1, 1, 1, 1)
+    L = 1.0 + lam.detach() * lip
+    m = (1.0 - lam.detach() * rho).clamp_min(1e-6)
+    beta = (L.sqrt() - m.sqrt()) / (L.sqrt() + m.sqrt())
+    x_prev = y
+    z = y
+    x = y
+    for _ in range(t):
+        x = z - (z - y + lam * reg.grad(z, sigma, kernel=kernel)) / L
+        z = x + beta * (x - x_prev)
+        x_prev = x
+    return x
+
+
+def _deq(reg: RidgeRegularizer, y: torch.Tensor, sigma: torch.Tensor, cfg: RidgeTrainConfig, clean: torch.Tensor,
+         weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Returns ``(output, surrogate loss whose gradient is the training gradient, inner iterations)``."""
+    lip, rho = reg.step_constants()
+    with torch.no_grad():
+        xs, info = ridge_prox(reg, y, sigma, tol=cfg.deq_tol, max_iter=cfg.deq_max_iter, constants=(lip, rho))
+    kernel = reg.kernel()
+    lam = reg.lambda_of(sigma).view(-1, 1, 1, 1)
+    if cfg.mode == "deq-jfb":
+        L = 1.0 + lam.detach() * lip
+        x = xs - (xs - y + lam * reg.grad(xs, sigma, kernel=kernel)) / L
+        return x, _loss(x, clean, weights), info.iterations
+    # implicit: (I + lambda H) v = dloss/dx*, then loss gradient = -v^T d(lambda grad R)/dtheta
+    xv = xs.detach().requires_grad_(True)
+    loss_val = _loss(xv, clean, weights)
+    (r,) = torch.autograd.grad(loss_val, xv)
+    lam_d = lam.detach()
+    xh = xs.detach().requires_grad_(True)
+    with torch.enable_grad():
+        gR = reg.grad(xh, sigma, kernel=kernel.detach())
+
+    def op(v: torch.Tensor) -> torch.Tensor:
+        (hv,) = torch.autograd.grad(gR, xh, v, retain_graph=True)
+        return v + lam_d * hv
+
+    v = torch.zeros_like(r)
+    res = r.clone()
+    p = res.clone()
+    rs = (res * res).sum()
+    for _ in range(cfg.cg_iters):
+        ap = op(p)
+        a = rs / (p * ap).sum().clamp_min(1e-30)
+        v = v + a * p
+        res = res - a * ap
+        rs_new = (res * res).sum()
+        if rs_new.sqrt() < 1e-6 * r.norm():
+            break
+        p = res + (rs_new / rs) * p
+        rs = rs_new
+    surrogate = -(v.detach() * (lam * reg.grad(xs.detach(), sigma, kernel=kernel))).sum()
+    return xs.detach(), surrogate + loss_val.detach() - surrogate.detach(), info.iterations
+
+
+def _loss(x: torch.Tensor, clean: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    per = (x - clean).square().flatten(1).mean(1)
+    return (weights * per).mean()
+
+
+def _validate(reg: RidgeRegularizer, images: list[torch.Tensor], sigma: float) -> float:
+    from denoisers.train.trainer import validate
+
+    den = RidgeDenoiser(reg, tol=1e-4, max_iter=2000)
+    return validate(den, images, sigma)
+
+
+def train_ridge(
+    config: RidgeTrainConfig,
+    out: str | Path,
+    *,
+    architecture: RidgeConfig | None = None,
+    init: str | Path | None = None,
+    images: list[torch.Tensor] | None = None,
+    val_images: list[torch.Tensor] | None = None,
+    stop_after: int | None = None,
+    time_budget_s: float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Train (or resume) a ridge regulariser; returns the path of the final weights.
+
+    ``out`` is a folder: ``state.safetensors`` (resumable state, atomic), ``log.jsonl`` (one JSON
+    line per logged step) and, at the end, ``<kind>.safetensors``. ``init`` starts from existing
+    weights (fine-tuning). ``stop_after`` ends the call after that step (the state is saved), for
+    budgeted runs; ``time_budget_s`` ends it after the first step past that many seconds (state
+    and weights saved), for runs compared at equal wall-clock budget.
+    """
+    from denoisers.train.data import PatchSampler, default_training_images
+    from denoisers.train.trainer import validation_images
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    state_path = out / "state.safetensors"
+    data_desc = "given"
+    if images is None:
+        images, data_desc = default_training_images()
+    if val_images is None:
+        val_images, _ = validation_images(config.val_images)
+    sampler = PatchSampler(images, patch_size=config.patch_size, batch_size=config.batch_size,
+                           sigma_range=config.sigma_range, seed=config.seed)
+    history: dict[str, list] = {"step": [], "loss": [], "inner": [], "val_step": [], "val_psnr": [], "seconds": []}
+    start = 0
+    if state_path.exists():
+        tensors, meta = load_checkpoint(state_path, kind=STATE_KIND)
+        if meta.get("train_config") != json.loads(json.dumps(config.to_dict())):
+            raise CheckpointError(f"{state_path}: written by another training config; use another --out folder")
+        architecture = RidgeConfig.from_dict(meta["architecture"])
+        reg = RidgeRegularizer(architecture)
+        opt = torch.optim.Adam(_param_groups(reg, config.lr))
+        model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        reg.load_state_dict(model_sd, strict=True)
+        osd = opt.state_dict()
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, idx, name = k.split(".", 2)
+                state.setdefault(int(idx), {})[name] = v
+        osd["state"] = state
+        opt.load_state_dict(osd)
+        start = int(meta["step"])
+        history = meta.get("history", history)
+        say(f"resumed from {state_path} at step {start}")
+    else:
+        if init is not None:
+            reg, _ = load_ridge(init)
+            architecture = reg.config
+        else:
+            architecture = architecture or RidgeConfig()
+            reg = RidgeRegularizer(architecture)
+        opt = torch.optim.Adam(_param_groups(reg, config.lr))
+
+    def save_state(step: int) -> None:
+        tensors = {f"model.{k}": v for k, v in reg.state_dict().items()}
+        for idx, st in opt.state_dict()["state"].items():
+            for k, v in st.items():
+                tensors[f"optim.{idx}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+        meta = {"kind": STATE_KIND, "step": step, "train_config": config.to_dict(),
+                "architecture": architecture.to_dict(), "history": history, "data": data_desc}
+        save_checkpoint(state_path, tensors, meta)
+
+    end = config.steps if stop_after is None else min(config.steps, stop_after)
+    sigma_ref = 25.0 / 255
+    t0 = time.time()
+    logf = open(out / "log.jsonl", "a")
+    try:
+        for step in range(start, end):
+            fac = _lr_factor(config, step)
+            for g in opt.param_groups:
+                g["lr"] = g["base"] * fac
+            clean, noisy, sigma = sampler.sample(step)
+            weights = sigma_ref / sigma
+            opt.zero_grad(set_to_none=True)
+            if config.mode == "unrolled":
+                x = _unrolled(reg, noisy, sigma, config.unrolled_steps)
+                loss = _loss(x, clean, weights)
+                inner = config.unrolled_steps
+                total = loss
+            else:
+                x, loss, inner = _deq(reg, noisy, sigma, config, clean, weights)
+                total = loss
+            if config.tv2_weight > 0:
+                total = total + config.tv2_weight * reg.tv2()
+            total.backward()
+            opt.step()
+            project_splines_(reg)
+            lv = float(_loss(x.detach(), clean, weights))
+            history["step"].append(step + 1)
+            history["loss"].append(lv)
+            history["inner"].append(inner)
+            history["seconds"].append(time.time() - t0)
+            rec = {"step": step + 1, "loss": lv, "inner": inner, "seconds": round(time.time() - t0, 2)}
+            if (step + 1) % config.validate_every == 0 or step + 1 == config.steps:
+                if val_images:
+                    psnr = _validate(reg, val_images, config.val_sigma)
+                    history["val_step"].append(step + 1)
+                    history["val_psnr"].append(psnr)
+                    rec["val_psnr"] = psnr
+                    say(f"step {step + 1}: val PSNR {psnr:.3f} dB at sigma {config.val_sigma * 255:.4g}/255")
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+            if (step + 1) % 10 == 0:
+                say(f"step {step + 1}/{config.steps} loss {lv:.3e} inner {inner} ({time.time() - t0:.0f} s)")
+            out_of_time = time_budget_s is not None and time.time() - t0 >= time_budget_s
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == end or out_of_time:
+                save_state(step + 1)
+            if out_of_time:
+                end = step + 1
+                say(f"time budget of {time_budget_s:.0f} s reached at step {end}")
+                break
+    finally:
+        logf.close()
+    final = out / f"{architecture.kind}.safetensors"
+    if end >= config.steps or stop_after is not None or time_budget_s is not None:
+        save_ridge(reg, final, metadata={"train_config": config.to_dict(), "steps": end, "data": data_desc,
+                                          "val_psnr": history["val_psnr"][-1] if history["val_psnr"] else None})
+    return final

@@ -1,0 +1,244 @@
+"""Ridge regularisers (CRR / WCRR): exact pieces, certified constants against empirical lower
+bounds, the prox denoiser, save/load, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from denoisers.checkpoint import CheckpointError
+from denoisers.estimate import (
+    adversarial_averagedness,
+    adversarial_lipschitz,
+    adversarial_weak_convexity,
+    hessian_min_eigenvalue,
+    hessian_spectral_norm,
+)
+from denoisers.layers.spline import LinearSpline, project_splines_
+from denoisers.ridge import MultiConv, RidgeConfig, RidgeDenoiser, RidgeRegularizer, compose_kernels, ridge_prox
+from denoisers.ridge.train import load_ridge, save_ridge
+
+SMALL = dict(channels=(1, 3, 6), kernel_size=3, spline_knots=17, spline_range=2.0, grid=64)
+
+
+def make_reg(kind: str, seed: int = 0) -> RidgeRegularizer:
+    """A small regulariser with generic (randomised, projected) splines, float64."""
+    torch.manual_seed(seed)
+    reg = RidgeRegularizer(RidgeConfig(kind=kind, **SMALL)).double()
+    with torch.no_grad():
+        for s in reg.splines():
+            s.coefficients.add_(0.15 * torch.randn_like(s.coefficients))
+        for w in reg.conv.weights:
+            w.add_(0.2 * torch.randn_like(w))
+        reg.mu.values.add_(0.3)
+    project_splines_(reg)
+    return reg
+
+
+def test_composed_kernel_equals_the_stack():
+    torch.manual_seed(0)
+    ws = [torch.randn(3, 1, 3, 3, dtype=torch.float64), torch.randn(5, 3, 3, 3, dtype=torch.float64),
+          torch.randn(4, 5, 3, 3, dtype=torch.float64)]
+    x = torch.randn(2, 1, 17, 20, dtype=torch.float64)
+    y = x
+    for w in ws:
+        y = F.conv2d(y, w)
+    k = compose_kernels(ws)
+    assert k.shape == (4, 1, 7, 7)
+    assert torch.allclose(F.conv2d(x, k), y, atol=1e-12)
+
+
+def test_filters_are_zero_mean_and_normalised():
+    reg = make_reg("crr")
+    k = reg.kernel()
+    assert k.sum(dim=(-2, -1)).abs().max() < 1e-12
+    cert = reg.certificate()
+    assert cert.w_norm_bound <= 1.0 + 1e-9
+
+
+@pytest.mark.parametrize("size", [(13, 13), (14, 17), (9, 10)])
+def test_multiconv_adjoint(size):
+    reg = make_reg("crr")
+    k = reg.kernel().detach()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 1, *size, generator=g, dtype=torch.float64)
+    u = torch.randn_like(MultiConv.apply(k, x))
+    lhs = (MultiConv.apply(k, x) * u).sum()
+    rhs = (x * MultiConv.apply_adjoint(k, u)).sum()
+    assert abs(lhs - rhs) / (x.norm() * u.norm()) < 1e-12
+
+
+@pytest.mark.parametrize("size", [(9, 9), (10, 11)])
+def test_certified_norm_bounds_the_materialised_operator(size):
+    reg = make_reg("crr", seed=3)
+    k = reg.kernel().detach()
+    n = size[0] * size[1]
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, 1, *size)
+    mat = MultiConv.apply(k, basis).reshape(n, -1)
+    true = torch.linalg.matrix_norm(mat, ord=2).item()
+    cert = reg.certificate()
+    assert true <= cert.w_norm_bound * (1 + 1e-12)
+    assert true > 0.3 * cert.w_norm_bound  # the bound is not vacuous
+
+
+def test_spline_integral_is_the_antiderivative():
+    torch.manual_seed(0)
+    sp = LinearSpline(3, knots=17, range_=2.0, init="clip").double()
+    with torch.no_grad():
+        sp.coefficients.add_(0.2 * torch.randn_like(sp.coefficients))
+    x = (torch.randn(7, 3, dtype=torch.float64) * 2).requires_grad_(True)
+    (g,) = torch.autograd.grad(sp.integral(x).sum(), x)
+    assert torch.allclose(g, sp(x), atol=1e-12)
+    assert sp.integral(torch.zeros(1, 3, dtype=torch.float64)).abs().max() == 0
+    # trapezoid check between two points far apart (crossing the grid end)
+    t = torch.linspace(-3.0, 2.7, 20001, dtype=torch.float64).view(-1, 1).expand(-1, 3).contiguous()
+    with torch.no_grad():
+        f = sp(t)
+        Fv = sp.integral(t)
+    trap = torch.trapezoid(f, t[:, 0], dim=0)
+    assert torch.allclose(Fv[-1] - Fv[0], trap, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["crr", "wcrr"])
+def test_gradient_matches_autograd_and_finite_differences(kind):
+    reg = make_reg(kind)
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(2, 1, 12, 13, generator=g, dtype=torch.float64)
+    sigma = torch.tensor([0.05, 0.1], dtype=torch.float64)
+    xr = x.clone().requires_grad_(True)
+    (auto,) = torch.autograd.grad(reg.energy(xr, sigma).sum(), xr)
+    ours = reg.grad(x, sigma)
+    assert torch.allclose(ours, auto, atol=1e-10)
+    d = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    h = 1e-6
+    fd = (reg.energy(x + h * d, sigma) - reg.energy(x - h * d, sigma)) / (2 * h)
+    assert torch.allclose(fd, (ours * d).flatten(1).sum(1), rtol=1e-5, atol=1e-8)
+    e2, g2 = reg.energy_and_grad(x, sigma)
+    assert torch.allclose(e2, reg.energy(x, sigma)) and torch.allclose(g2, ours)
+
+
+@pytest.mark.parametrize("kind", ["crr", "wcrr"])
+def test_hessian_and_convexity_within_the_certificate(kind):
+    reg = make_reg(kind, seed=5)
+    cert = reg.certificate()
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(1, 1, 16, 16, generator=g, dtype=torch.float64)
+    top = hessian_spectral_norm(reg, x, 0.1, iters=60)
+    assert 0 < top.value <= cert.lip_grad * (1 + 1e-9)
+    low = hessian_min_eigenvalue(reg, x, 0.1, shift=cert.lip_grad, iters=150)
+    assert -low.value <= cert.weak_convexity + 1e-9
+    adv = adversarial_weak_convexity(reg, x, 0.1, steps=60, lr=5e-2)
+    if kind == "crr":
+        assert cert.convex and adv.value <= 1e-10
+    else:
+        assert adv.value <= cert.weak_convexity + 1e-9
+
+
+def test_prox_optimality_and_error_bound():
+    reg = make_reg("wcrr")
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(2, 1, 16, 15, generator=g, dtype=torch.float64)
+    sigma = torch.tensor([0.03, 0.15], dtype=torch.float64)
+    x, info = ridge_prox(reg, y, sigma, tol=1e-9, max_iter=5000)
+    assert info.converged
+    lam = reg.lambda_of(sigma).view(-1, 1, 1, 1)
+    res = (x - y + lam * reg.grad(x, sigma)).flatten(1).norm(dim=1) / math.sqrt(y[0].numel())
+    assert (res <= 1e-9).all()
+    # the error bound: a looser solve is within tol/m of the tight one
+    x_loose, info2 = ridge_prox(reg, y, sigma, tol=1e-4)
+    err = (x_loose - x).flatten(1).norm(dim=1) / math.sqrt(y[0].numel())
+    assert (err <= torch.tensor(info2.error_bound_rms, dtype=torch.float64) + 1e-9).all()
+
+
+def test_crr_prox_is_firmly_nonexpansive_under_adversarial_pairs():
+    reg = make_reg("crr", seed=1)
+    den = RidgeDenoiser(reg, tol=1e-10, max_iter=5000)
+    assert den.certificate.alpha == 0.5 and den.certificate.lipschitz_bound == 1.0
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.rand(1, 1, 12, 12, generator=g, dtype=torch.float64)
+
+    class Diff(torch.nn.Module):  # the prox is solved without autograd; differentiate by unrolling
+        def forward(self, y, s):
+            x, _ = ridge_prox(reg, y.detach(), s, tol=1e-10, max_iter=5000)
+            lam = reg.lambda_of(torch.full((y.shape[0],), float(s), dtype=y.dtype))
+            # one implicit-function step: exact value, first-order exact gradient
+            with torch.enable_grad():
+                return x + (y - x - lam.view(-1, 1, 1, 1) * reg.grad(x, s)) / (1 + lam.view(-1, 1, 1, 1) * reg.certificate().lip_grad)
+
+    est = adversarial_averagedness(Diff(), x0, 0.5, 0.1, steps=40, lr=5e-2, init_scale=0.2)
+    assert est.value <= 1.0 + 1e-6
+
+
+def test_wcrr_prox_lipschitz_within_certificate():
+    reg = make_reg("wcrr", seed=2)
+    den = RidgeDenoiser(reg, tol=1e-10, max_iter=5000)
+    cert = den.certificate
+    assert cert.alpha is None and cert.lipschitz_bound > 1.0
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 1, 12, 12, generator=g, dtype=torch.float64)
+    y = x + 0.05 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    dx, dy = den(x, 0.1), den(y, 0.1)
+    ratio = (dx - dy).flatten(1).norm(dim=1) / (x - y).flatten(1).norm(dim=1)
+    assert (ratio <= cert.lipschitz_bound + 1e-6).all()
+
+
+def test_save_load_round_trip_and_tampering(tmp_path):
+    reg = make_reg("wcrr").float()
+    path = tmp_path / "w.safetensors"
+    cert = save_ridge(reg, path)
+    back, meta = load_ridge(path)
+    assert back.certificate() == cert
+    x = torch.rand(1, 1, 14, 14)
+    assert torch.equal(back.grad(x, 0.1), reg.grad(x, 0.1))
+    # tampered weights: a spline slope changed -> the recomputed certificate differs
+    from denoisers.checkpoint import load_checkpoint, save_checkpoint
+
+    tensors, meta = load_checkpoint(path)
+    tensors["log_kappa"] = tensors["log_kappa"] + 1.0
+    bad = tmp_path / "bad.safetensors"
+    save_checkpoint(bad, tensors, {k: v for k, v in meta.items() if k not in ("format", "version")})
+    with pytest.raises(CheckpointError, match="differs"):
+        load_ridge(bad)
+    with pytest.raises(CheckpointError):
+        load_ridge(tmp_path / "missing.safetensors") if False else load_ridge(_write(tmp_path / "junk.safetensors", b"junk"))
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda reg, y: reg.grad(y, 0.0), "sigma"),
+        (lambda reg, y: reg.grad(y, -0.1), "sigma"),
+        (lambda reg, y: reg.grad(y, float("nan")), "sigma"),
+        (lambda reg, y: ridge_prox(reg, y * float("nan"), 0.1), "y contains NaN"),
+        (lambda reg, y: ridge_prox(reg, y, 0.1, lam_scale=0.0), "lam_scale"),
+        (lambda reg, y: ridge_prox(reg, y, 0.1, tol=-1.0), "tol"),
+        (lambda reg, y: ridge_prox(reg, y[0], 0.1), r"\[B, C, H, W\]"),
+        (lambda reg, y: reg.grad(y[..., :3, :3], 0.1), "at least"),
+    ],
+)
+def test_bad_input_is_refused_with_the_argument_named(call, match):
+    reg = make_reg("crr")
+    y = torch.rand(1, 1, 12, 12, dtype=torch.float64)
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(reg, y)
+
+
+def test_colour_and_batch_sigma_contract():
+    reg = make_reg("crr")
+    den = RidgeDenoiser(reg, tol=1e-8)
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(2, 3, 12, 12, generator=g, dtype=torch.float64)
+    y0 = y.clone()
+    out = den(y, torch.tensor([0.05, 0.1], dtype=torch.float64))
+    assert torch.equal(y, y0) and out.shape == y.shape
+    # channels are independent: denoising one channel alone gives the same result
+    single = den(y[1:2, 2:3], 0.1)
+    assert torch.allclose(single, out[1:2, 2:3], atol=1e-6)
