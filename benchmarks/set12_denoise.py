@@ -47,8 +47,11 @@ def evaluate(name: str, levels_255: list[float], *, as_is: bool = False, ensembl
     if imgs is None:
         raise FileNotFoundError("no validation set: ../shared/data/set12 (or $PNP_SHARED_DATA/set12) not found")
     model = denoisers.load(name)
-    inner = model.denoiser
-    nets = [m.net for m in inner.members] if hasattr(inner, "members") else [inner.net]
+    inner = getattr(model, "denoiser", model)
+    if hasattr(model, "reg"):  # a ridge regulariser's prox: one model for every level
+        nets = [model.reg]
+    else:
+        nets = [m.net for m in inner.members] if hasattr(inner, "members") else [inner.net]
     rec: dict[str, Any] = {
         "denoiser": name,
         "set": str(where),

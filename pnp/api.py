@@ -109,6 +109,14 @@ def learned_fbs_sigma_factor(noise_level: float) -> float:
 PNP_TV_INNER_ITERATIONS = 30
 
 SOLVERS: dict[str, type] = {"fbs": PnPFBS, "hqs": PnPHQS, "admm": PnPADMM}
+#: every ``solver`` that :func:`deblur` accepts: the PnP solvers, the direct minimisation of an
+#: explicit ridge prior, and ``"auto"`` (variational for a ridge prior, else FBS)
+SOLVER_CHOICES = ("auto", *SOLVERS, "variational")
+
+#: ``(sigma / nu, lambda multiplier)`` of the variational solver with a ridge prior at noise level
+#: ``nu``: the prior is evaluated at ``sigma`` and weighted by ``multiplier * lambda(sigma)``
+#: (calibrated on train400 development images; see BENCHMARKS.md, issue 14).
+RIDGE_VARIATIONAL_RULE: dict[str, tuple[float, float]] = {"crr": (1.0, 1.0), "wcrr": (1.0, 1.0)}
 
 _CLASSICAL = ("tv", "quadratic")
 _NOISE_FLOOR = 1e-3
@@ -189,9 +197,22 @@ def default_parameters(
     if isinstance(denoiser, QuadraticProxDenoiser):
         lam = QUADRATIC_LAMBDA_PER_NOISE * nu
         return math.sqrt(lam * gamma / denoiser.weight), gamma
+    if str(solver).lower() == "variational":
+        kind = _ridge_kind(denoiser)
+        if kind is None:
+            raise ValueError("solver 'variational' needs a ridge prior (denoiser 'crr' or 'wcrr')")
+        factor, mult = RIDGE_VARIATIONAL_RULE[kind]
+        return factor * nu, mult
     if str(solver).lower() == "fbs":
         return learned_fbs_sigma_factor(nu) * nu, LEARNED_FBS_GAMMA_SCALE * gamma
     return LEARNED_SIGMA_PER_NOISE * nu, gamma
+
+
+def _ridge_kind(denoiser: Any) -> str | None:
+    """``"crr"`` / ``"wcrr"`` when ``denoiser`` is the prox of a ridge regulariser, else ``None``."""
+    reg = getattr(denoiser, "reg", None)
+    kind = getattr(reg, "kind", None)
+    return kind if kind in RIDGE_VARIATIONAL_RULE else None
 
 
 def deblur(
@@ -200,7 +221,7 @@ def deblur(
     *,
     noise_level: float,
     denoiser: str | Callable[..., Tensor] = "tv",
-    solver: str = "fbs",
+    solver: str = "auto",
     sigma: float | None = None,
     gamma: float | None = None,
     max_iter: int = 200,
@@ -215,7 +236,11 @@ def deblur(
     ``kernel``: a 2-D tensor/array or a spec for :func:`operators.load_kernel`
     (``"gaussian:25:1.6"``, ``"levin:0"``, a file path). ``denoiser``: a name
     (:func:`available_denoisers`) or a ``denoiser(x, sigma)`` callable. ``solver``: ``"fbs"``,
-    ``"hqs"`` or ``"admm"``. ``sigma``/``gamma``: override the default rule (module docstring).
+    ``"hqs"``, ``"admm"``, ``"variational"`` (ridge priors ``"crr"``/``"wcrr"`` only: minimises
+    ``1/2 ||Ax - y||^2 + lambda R(x)`` directly, :class:`pnp.solvers.VariationalRidge`) or ``"auto"``
+    (default: variational for a ridge prior, which gives the strongest guarantee, else FBS).
+    ``sigma``/``gamma``: override the default rule (module docstring); with the variational solver
+    ``sigma`` is the prior's noise level and ``gamma`` the multiplier of ``lambda(sigma)``.
 
     Example::
 
@@ -236,8 +261,8 @@ def deblur(
     if not (math.isfinite(noise_level) and noise_level >= 0.0):
         raise ValueError(f"noise_level must be finite and >= 0, got {noise_level!r}")
     key = solver.lower() if isinstance(solver, str) else solver
-    if key not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    if key not in SOLVER_CHOICES:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVER_CHOICES)}")
     if isinstance(denoiser, str) and denoiser.strip().lower() == "tv":
         from denoisers.classical import TVDenoiser
 
@@ -252,9 +277,16 @@ def deblur(
     if kh > h or kw > w:
         raise ValueError(f"kernel of size {kh}x{kw} is larger than the image of size {h}x{w}")
     opnorm = physics.opnorm(image_size=(h, w))
+    if key == "auto":
+        key = "variational" if _ridge_kind(den) is not None else "fbs"
     d_sigma, d_gamma = default_parameters(noise_level, denoiser=den, opnorm=opnorm, solver=key)
     sigma = d_sigma if sigma is None else sigma
     gamma = d_gamma if gamma is None else gamma
+    if key == "variational":
+        from pnp.solvers.variational import VariationalRidge
+
+        return VariationalRidge(physics, y, den.reg, sigma=sigma, lam_scale=gamma, max_iter=max_iter,
+                                tol=tol, x0=x0, x_true=x_true).run()
     cls = SOLVERS[key]
     return cls(
         physics, y, den, sigma=sigma, gamma=gamma, max_iter=max_iter, tol=tol, x0=x0,

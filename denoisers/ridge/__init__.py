@@ -9,7 +9,7 @@ variational solver in ``pnp.solvers`` minimises ``1/2 ||A x - y||^2 + lambda R(x
 from denoisers.ridge.model import RIDGE_KINDS, RidgeCertificate, RidgeConfig, RidgeRegularizer
 from denoisers.ridge.multiconv import MultiConv, compose_kernels
 from denoisers.ridge.noise import LogSigmaSpline, sigma_vector
-from denoisers.ridge.prox import ProxConvergenceWarning, ProxInfo, RidgeDenoiser, ridge_prox
+from denoisers.ridge.prox import ProxConvergenceWarning, ProxInfo, ProxSearchSurrogate, RidgeDenoiser, ridge_prox
 
 __all__ = [
     "RIDGE_KINDS",
@@ -17,6 +17,7 @@ __all__ = [
     "MultiConv",
     "ProxConvergenceWarning",
     "ProxInfo",
+    "ProxSearchSurrogate",
     "RidgeCertificate",
     "RidgeConfig",
     "RidgeDenoiser",

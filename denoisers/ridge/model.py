@@ -14,7 +14,13 @@ antiderivatives)::
     psi_c''(t) = kappa f+_c'(kappa mu t) - f-_c'(mu t)   in  [-s-, kappa s+],
 
 ``s+-`` the largest slopes of the splines (``<= 1``) and ``mu = mu(sigma) > 0`` a learned spline
-scaling that only changes the profiles' *width*, never their curvature.
+scaling that only changes the profiles' *width*, never their curvature. The splines enter through
+their odd parts ``f_odd(a) = (f(a) - f(-a)) / 2`` (monotone, slopes in ``[0, 1]``), so every profile is
+even with ``psi(0) = 0``. For WCRR the derivative is taken through its positive part on ``t > 0``,
+``psi'(t) = sign(t) max(0, f+(kappa mu |t|) - f-(mu |t|)) / mu``, which keeps ``psi''`` in the same
+interval and makes ``psi`` non-decreasing in ``|t|``: ``psi >= 0``, so ``R >= 0`` and every objective
+``1/2 ||A x - y||^2 + lambda R`` is bounded below (soft-threshold-like profiles for CRR, bounded,
+truncated-penalty-like profiles for WCRR).
 
 * **CRR** (``kind="crr"``): no ``f-`` part and ``kappa = 1``: every ``psi_c`` is convex, so ``R``
   is convex, with ``Lip(grad R) <= s+ ||W||^2``.
@@ -229,21 +235,53 @@ class RidgeRegularizer(nn.Module):
         mu = self.mu_of(s).to(x.dtype).repeat_interleave(c).view(-1, 1, 1, 1)
         return x.reshape(b * c, 1, *x.shape[-2:]), kern, mu, s
 
+    # profiles: odd parts of the splines, f_odd(a) = (f(a) - f(-a)) / 2 (monotone, slopes <= 1)
+    @staticmethod
+    def _odd(spline: LinearSpline, a: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (spline(a) - spline(-a))
+
+    @staticmethod
+    def _odd_integral(spline: LinearSpline, a: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (spline.integral(a) + spline.integral(-a))
+
+    def _g(self, a: torch.Tensor) -> torch.Tensor:
+        """WCRR: ``g(a) = f+_odd(kappa a) - f-_odd(a)`` (before the positive part)."""
+        kap = self.kappa().to(a.dtype)
+        return self._odd(self.f_plus, kap * a) - self._odd(self.f_minus, a)
+
     def psi_prime(self, u: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """``psi'(u)`` for filter responses ``u = W x`` ``[N, C, h, w]``, ``mu`` ``[N, 1, 1, 1]``."""
         a = mu * u
         if self.f_minus is None:
-            return self.f_plus(a) / mu
-        kap = self.kappa().to(u.dtype)
-        return (self.f_plus(kap * a) - self.f_minus(a)) / mu
+            return self._odd(self.f_plus, a) / mu
+        return torch.sign(a) * self._g(a.abs()).clamp_min(0.0) / mu
 
     def psi(self, u: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        """``psi(u)`` elementwise (``psi(0) = 0``, even, non-decreasing in ``|u|``: ``psi >= 0``)."""
         a = mu * u
         mu2 = mu * mu
         if self.f_minus is None:
-            return self.f_plus.integral(a) / mu2
-        kap = self.kappa().to(u.dtype)
-        return self.f_plus.integral(kap * a) / (kap * mu2) - self.f_minus.integral(a) / mu2
+            return self._odd_integral(self.f_plus, a) / mu2
+        return self._positive_integral(a.abs()) / mu2
+
+    def _positive_integral(self, a: torch.Tensor) -> torch.Tensor:
+        """``int_0^a max(0, g(s)) ds`` for ``a >= 0``, exactly: ``g`` is linear between the merged
+        knots ``{t_k / kappa} U {t_k}`` (``t_k >= 0``) and beyond the last one."""
+        kap = self.kappa().to(a.dtype)
+        t = self.f_minus.grid(a.dtype, a.device)
+        t = t[t >= 0]
+        P = torch.unique(torch.cat([t / kap.detach(), t]))  # sorted, starts at 0
+        c = self.f_minus.channels
+        G = self._g(P.view(1, 1, -1).expand(1, c, -1).contiguous())[0]  # [C, J]
+        w = torch.diff(P)
+        piece = _positive_linear_integral(G[:, :-1], G[:, 1:], w)
+        cum = torch.cat([G.new_zeros(c, 1), torch.cumsum(piece, dim=1)], dim=1)  # [C, J]
+        j = (torch.bucketize(a.detach(), P, right=True) - 1).clamp_(0, P.numel() - 1)
+        flat = (torch.arange(c, device=a.device).view(1, c, *([1] * (a.ndim - 2))) * P.numel() + j)
+        cum_j = cum.reshape(-1)[flat]
+        g_j = G.reshape(-1)[flat]
+        p_j = P[j]
+        return cum_j + _positive_linear_integral(g_j, self._g(a), a - p_j)
 
     def energy(self, x: torch.Tensor, sigma: Any, *, kernel: torch.Tensor | None = None) -> torch.Tensor:
         """``R(x, sigma)`` per image, ``[B]``."""
@@ -273,8 +311,8 @@ class RidgeRegularizer(nn.Module):
         """Certified constants from upper bounds (see :class:`RidgeCertificate`)."""
         nb = conv_opnorm_upper_bound(self.kernel().detach(), grid=self.config.grid)
         w = nb.bound
-        sp = float(self.f_plus.slopes().max().clamp_min(0.0))
-        sm = float(self.f_minus.slopes().max().clamp_min(0.0)) if self.f_minus is not None else 0.0
+        sp = _odd_slope_max(self.f_plus)
+        sm = _odd_slope_max(self.f_minus) if self.f_minus is not None else 0.0
         kap = float(self.kappa())
         lip = max(kap * sp, sm) * w * w
         rho = sm * w * w
@@ -311,8 +349,8 @@ class RidgeRegularizer(nn.Module):
         """``(Lip(grad R), rho)`` with ``||W|| <= 1`` taken from the construction (the normalisation by
         the certified bound) instead of recomputed: cheap, for training loops. The certificate
         recomputes the norm."""
-        sp = float(self.f_plus.slopes().max().clamp_min(0.0))
-        sm = float(self.f_minus.slopes().max().clamp_min(0.0)) if self.f_minus is not None else 0.0
+        sp = _odd_slope_max(self.f_plus)
+        sm = _odd_slope_max(self.f_minus) if self.f_minus is not None else 0.0
         kap = float(self.kappa())
         return max(kap * sp, sm), sm
 
@@ -324,3 +362,20 @@ class RidgeRegularizer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}"
+
+
+def _odd_slope_max(spline: LinearSpline) -> float:
+    """Largest slope of the odd part ``(f(a) - f(-a)) / 2`` of a spline on a symmetric grid: the
+    slope on piece ``k`` is ``(s_k + s_{K-2-k}) / 2`` (exact)."""
+    s = spline.slopes().detach()
+    return float((0.5 * (s + s.flip(1))).max().clamp_min(0.0))
+
+
+def _positive_linear_integral(g0: torch.Tensor, g1: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``int_0^w max(0, l(s)) ds`` for the linear ``l`` with ``l(0) = g0``, ``l(w) = g1``."""
+    both = 0.5 * (g0 + g1) * w
+    pos = torch.maximum(g0, g1)
+    neg = torch.minimum(g0, g1)
+    span = (pos - neg).clamp_min(1e-30)
+    tri = pos.clamp_min(0.0).square() / (2.0 * span) * w
+    return torch.where(neg >= 0, both, torch.where(pos <= 0, torch.zeros_like(both), tri))

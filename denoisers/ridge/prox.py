@@ -30,7 +30,7 @@ from denoisers.certificate import Certificate
 from denoisers.ridge.model import RidgeRegularizer
 from denoisers.ridge.noise import sigma_vector
 
-__all__ = ["ProxInfo", "RidgeDenoiser", "ridge_prox", "ProxConvergenceWarning"]
+__all__ = ["ProxInfo", "ProxSearchSurrogate", "RidgeDenoiser", "ridge_prox", "ProxConvergenceWarning"]
 
 
 class ProxConvergenceWarning(UserWarning):
@@ -210,3 +210,26 @@ class RidgeDenoiser(Denoiser):
         if self.warm_start:
             self._last = x.detach()
         return x
+
+
+class ProxSearchSurrogate(torch.nn.Module):
+    """For adversarial searches over pairs: the prox value (solved to ``tol`` without autograd) with
+    a gradient path through one gradient step of the prox objective at the solution,
+    ``x* + (y - x* - lambda grad R(x*)) / L``: the value equals the prox up to the solve's residual,
+    the gradient is only a descent heuristic for the search (the exact Jacobian is
+    ``(I + lambda H)^{-1}``). The values it returns are what the searches compare to the certificate."""
+
+    def __init__(self, reg: RidgeRegularizer, *, tol: float = 1e-7, max_iter: int = 5000) -> None:
+        super().__init__()
+        self.reg = reg
+        self.tol = tol
+        self.max_iter = max_iter
+
+    def forward(self, y: torch.Tensor, sigma: Any) -> torch.Tensor:
+        cert = self.reg.certificate()
+        x, _ = ridge_prox(self.reg, y.detach(), sigma, tol=self.tol, max_iter=self.max_iter,
+                          constants=(cert.lip_grad, cert.weak_convexity))
+        s = sigma_vector(sigma, y.shape[0], y)
+        lam = self.reg.lambda_of(s).to(y.dtype).view(-1, 1, 1, 1)
+        with torch.enable_grad():
+            return x + (y - x - lam * self.reg.grad(x, s)) / (1.0 + lam * cert.lip_grad)

@@ -234,8 +234,10 @@ def train_ridge(
     init: str | Path | None = None,
     images: list[torch.Tensor] | None = None,
     val_images: list[torch.Tensor] | None = None,
+    data_desc: str | None = None,
     stop_after: int | None = None,
     time_budget_s: float | None = None,
+    final_path: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Train (or resume) a ridge regulariser; returns the path of the final weights.
@@ -244,7 +246,8 @@ def train_ridge(
     line per logged step) and, at the end, ``<kind>.safetensors``. ``init`` starts from existing
     weights (fine-tuning). ``stop_after`` ends the call after that step (the state is saved), for
     budgeted runs; ``time_budget_s`` ends it after the first step past that many seconds (state
-    and weights saved), for runs compared at equal wall-clock budget.
+    and weights saved), for runs compared at equal wall-clock budget. ``final_path`` replaces
+    ``out/<kind>.safetensors`` as the place of the final weights.
     """
     from denoisers.train.data import PatchSampler, default_training_images
     from denoisers.train.trainer import validation_images
@@ -253,7 +256,7 @@ def train_ridge(
     out.mkdir(parents=True, exist_ok=True)
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
     state_path = out / "state.safetensors"
-    data_desc = "given"
+    data_desc = data_desc or "given"
     if images is None:
         images, data_desc = default_training_images()
     if val_images is None:
@@ -351,8 +354,36 @@ def train_ridge(
                 break
     finally:
         logf.close()
-    final = out / f"{architecture.kind}.safetensors"
+    final = Path(final_path) if final_path is not None else out / f"{architecture.kind}.safetensors"
     if end >= config.steps or stop_after is not None or time_budget_s is not None:
         save_ridge(reg, final, metadata={"train_config": config.to_dict(), "steps": end, "data": data_desc,
                                           "val_psnr": history["val_psnr"][-1] if history["val_psnr"] else None})
     return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m denoisers.ridge.train --kind crr|wcrr --out DIR [...]`` (``pnp train --family crr|wcrr``
+    is the same with the command line's conventions)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m denoisers.ridge.train", description="train a CRR / WCRR ridge regulariser")
+    ap.add_argument("--kind", choices=("crr", "wcrr"), default="crr")
+    ap.add_argument("--out", required=True, help="output folder (state, log, final weights)")
+    ap.add_argument("--mode", choices=RIDGE_MODES, default="deq-jfb")
+    ap.add_argument("--steps", type=int, default=RidgeTrainConfig.steps)
+    ap.add_argument("--batch-size", type=int, default=RidgeTrainConfig.batch_size)
+    ap.add_argument("--patch-size", type=int, default=RidgeTrainConfig.patch_size)
+    ap.add_argument("--lr", type=float, default=RidgeTrainConfig.lr)
+    ap.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds (state saved)")
+    ap.add_argument("--init", default=None, help="start from these ridge weights")
+    ap.add_argument("--validate-every", type=int, default=RidgeTrainConfig.validate_every)
+    a = ap.parse_args(argv)
+    cfg = RidgeTrainConfig(mode=a.mode, steps=a.steps, batch_size=a.batch_size, patch_size=a.patch_size, lr=a.lr,
+                           validate_every=a.validate_every)
+    path = train_ridge(cfg, a.out, architecture=RidgeConfig(kind=a.kind), init=a.init, time_budget_s=a.time_budget)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

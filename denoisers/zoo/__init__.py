@@ -240,6 +240,37 @@ def _load_member(path: Path, name: str, digests: dict[str, str]) -> ScaledDenois
     return wrapped
 
 
+def _is_ridge(path: Path) -> bool:
+    """Whether ``path`` is a ridge-regulariser checkpoint (its metadata says so)."""
+    from denoisers.checkpoint import load_checkpoint
+
+    if not path.is_file():
+        return False
+    try:
+        _, meta = load_checkpoint(path)
+    except Exception:  # noqa: BLE001  (not ours / corrupt: the regular loader reports it)
+        return False
+    from denoisers.ridge.train import RIDGE_KIND
+
+    return meta.get("kind") == RIDGE_KIND
+
+
+def _load_ridge(path: Path, name: str) -> nn.Module:
+    """A ridge regulariser's prox denoiser (``D(y, sigma) = prox_{lambda(sigma) R}(y)``), tol 1e-4,
+    warm-started across calls; one model serves every noise level."""
+    from denoisers.ridge import RidgeDenoiser
+    from denoisers.ridge.train import load_ridge
+
+    reg, meta = load_ridge(path)
+    for p in reg.parameters():
+        p.requires_grad_(False)
+    den = RidgeDenoiser(reg, tol=1e-4, max_iter=2000)
+    den.metadata = {k: v for k, v in meta.items() if k not in ("format", "version")}
+    den.metadata.update({"name": name, "noise_levels": [reg.config.sigma_min, reg.config.sigma_max]})
+    den.eval()
+    return den
+
+
 def load(name: str, *, device: str | torch.device | None = None, verify: bool = False) -> nn.Module:
     """Load a shipped denoiser by name (see :func:`available`) or a checkpoint by path.
 
@@ -251,6 +282,12 @@ def load(name: str, *, device: str | torch.device | None = None, verify: bool = 
     files = _model_files()
     digests = {} if verify else manifest_digests()
     sname = str(name)
+    ridge_path = files.get(sname) if sname in files else (Path(sname) if sname.endswith(".safetensors") else None)
+    if ridge_path is not None and _is_ridge(ridge_path):
+        model = _load_ridge(ridge_path, sname if sname in files else Path(sname).stem)
+        if device is not None:
+            model.to(device)
+        return model
     if sname == FAMILY and any(n.startswith(FAMILY + "-") for n in files):
         model: nn.Module = ZooFamily([_load_member(p, n, digests) for n, p in files.items()
                                       if n.startswith(FAMILY + "-")],

@@ -52,8 +52,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--noise", type=float, default=0.01, help="noise std on [0,1] (default 0.01)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--blurred", action="store_true", help="IMAGE is already the observation")
-    p.add_argument("--denoiser", default="tv", help="tv, quadratic or a zoo name (default tv)")
-    p.add_argument("--solver", choices=("fbs", "hqs", "admm"), default="fbs")
+    p.add_argument("--denoiser", default="tv",
+                   help="tv, quadratic, a zoo name (rk-averaged, crr, wcrr, ...) or a checkpoint (default tv)")
+    p.add_argument("--solver", choices=("auto", "fbs", "hqs", "admm", "variational"), default="auto",
+                   help="auto (default): variational for the ridge priors crr/wcrr, else fbs; variational: "
+                   "minimise 1/2||Ax-y||^2 + lambda R(x) directly (crr, wcrr only)")
     p.add_argument("--sigma", type=float, default=None, help="denoiser sigma (default: rule)")
     p.add_argument("--gamma", type=float, default=None, help="step size (default: rule; 1/||A||^2, or 1.95/||A||^2 for learned denoisers in FBS)")
     p.add_argument("--max-iter", type=positive_int, default=150, help="default 150")
@@ -127,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         "converged": result.converged,
         "stop_reason": result.stop_reason,
         "guarantee": result.guarantee.to_dict(),
-        "solver": args.solver,
+        "solver": result.params.solver,
         "denoiser": args.denoiser,
         "kernel": kernel_spec,
         "kernel_size": [kh, kw],
@@ -154,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--plot: no iteration to plot")
         write_plot(
             args.plot, result.history.residual, result.history.psnr,
-            title=f"PnP-{args.solver.upper()} / {args.denoiser} / {kernel_spec} / noise {args.noise}",
+            title=f"{result.params.solver.upper()} / {args.denoiser} / {kernel_spec} / noise {args.noise}",
             force=args.force,
         )
         print(f"wrote {args.plot}")

@@ -64,8 +64,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--validate-every", type=int, default=500)
     p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--family", choices=("rk", "ff"), default=None,
-                   help="rk: averaged gradient-step ResNet (default); ff: feed-forward 1-Lipschitz CNN")
+    p.add_argument("--family", choices=("rk", "ff", "crr", "wcrr"), default=None,
+                   help="rk: averaged gradient-step ResNet (default); ff: feed-forward 1-Lipschitz CNN; "
+                        "crr / wcrr: convex / weakly convex ridge regulariser, one model for every noise level "
+                        "(--sigma-range, default 2/255:55/255; --sigma is the validation level)")
+    p.add_argument("--ridge-mode", choices=("deq-jfb", "unrolled", "deq-implicit"), default=None,
+                   help="crr/wcrr: how the prox is differentiated (default deq-jfb, the best PSNR per CPU-hour "
+                        "measured; see BENCHMARKS.md)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="crr/wcrr: stop after this many seconds (state and weights saved; resumable)")
     p.add_argument("--channels", type=int, default=None, help="rk: state channels (default 32)")
     p.add_argument("--hidden", type=int, default=None, help="rk: hidden channels per block (default 32)")
     p.add_argument("--features", type=int, default=None, help="ff: width of the hidden layers (default 64)")
@@ -115,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.sigma > 0:
         raise ValueError(f"--sigma must be > 0, got {args.sigma}")
+    if args.family in ("crr", "wcrr"):
+        return _run_ridge(args)
+    _refuse({"--ridge-mode": args.ridge_mode, "--time-budget": args.time_budget}, args.family or "rk")
     data = [d for d in args.data.split(",") if d] if args.data else None
     for d in data or []:
         if not Path(d).exists():
@@ -174,4 +184,63 @@ def run(args: argparse.Namespace) -> int:
     print(f"certificate: Lipschitz <= {res.certificate.get('lipschitz_bound')}, alpha = {res.certificate.get('alpha')}")
     if res.val_psnr is not None:
         print(f"validation PSNR: {res.val_psnr:.3f} dB")
+    return 0
+
+
+def _run_ridge(args: argparse.Namespace) -> int:
+    """``--family crr|wcrr``: :func:`denoisers.ridge.train.train_ridge`; the resumable state lives in
+    the folder ``OUT`` without its suffix plus ``.train/`` (``state.safetensors``, ``log.jsonl``)."""
+    from pathlib import Path
+
+    from denoisers.ridge import RidgeConfig
+    from denoisers.ridge.train import RidgeTrainConfig, train_ridge
+    from denoisers.train.data import load_image_folder
+
+    _refuse({"--channels": args.channels, "--hidden": args.hidden, "--features": args.features,
+             "--depth": args.depth, "--pixel-unshuffle": args.pixel_unshuffle, "--alpha-block": args.alpha_block,
+             "--integrator": args.integrator, "--theta": args.theta, "--unconstrained": args.unconstrained,
+             "--spline-init": args.spline_init, "--spline-slope-min": args.spline_slope_min}, args.family)
+    if args.activation != "relu":
+        raise ValueError(f"--activation does not apply to --family {args.family} (its profiles are splines)")
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out must end in .safetensors, got {args.out!r}")
+    folder = out.with_suffix(".train")
+    if (folder / "state.safetensors").exists() and not args.resume:
+        raise FileExistsError(f"{folder / 'state.safetensors'} exists: pass --resume to continue it, or another --out")
+    if out.exists() and not args.resume:
+        raise FileExistsError(f"--out {out} exists; choose another path")
+    images = desc = None
+    if args.data:
+        images, desc = [], args.data
+        for d in (d for d in args.data.split(",") if d):
+            if not Path(d).is_dir():
+                raise FileNotFoundError(f"--data folder not found: {d}")
+            images += load_image_folder(d)
+    sr = args.sigma_range or (2.0 / 255, 55.0 / 255)
+    arch = RidgeConfig(kind=args.family, **({} if args.spline_knots is None else {"spline_knots": args.spline_knots}),
+                       **({} if args.spline_range is None else {"spline_range": args.spline_range}))
+    cfg = RidgeTrainConfig(
+        mode=args.ridge_mode or "deq-jfb", steps=args.steps, batch_size=args.batch_size, patch_size=args.patch_size,
+        sigma_range=sr, lr=args.lr, seed=args.seed, validate_every=args.validate_every,
+        checkpoint_every=args.checkpoint_every, val_sigma=args.sigma,
+        **({} if args.tv2_weight is None else {"tv2_weight": args.tv2_weight}),
+    )
+    init = args.init
+    if init is not None and not Path(init).exists():
+        from denoisers.zoo import weights_dir
+
+        cand = weights_dir() / f"{init}.safetensors"
+        if not cand.is_file():
+            raise FileNotFoundError(f"--init {init!r}: neither a file nor a shipped ridge model")
+        init = str(cand)
+    path = train_ridge(cfg, folder, architecture=arch, init=init, images=images, data_desc=desc,
+                       time_budget_s=args.time_budget, final_path=out)
+    from denoisers.ridge.train import load_ridge
+
+    reg, meta = load_ridge(path)
+    print(f"saved {path}")
+    print(reg.certificate().summary())
+    if meta.get("val_psnr") is not None:
+        print(f"validation PSNR (last validation, {args.sigma * 255:.4g}/255): {meta['val_psnr']:.3f} dB")
     return 0

@@ -1,9 +1,11 @@
-"""PnP solvers: forward-backward (PGD), half-quadratic splitting, ADMM/Douglas-Rachford."""
+"""PnP solvers: forward-backward (PGD), half-quadratic splitting, ADMM/Douglas-Rachford; and the
+variational solver for explicit ridge priors."""
 
 from pnp.solvers.admm import PnPADMM
 from pnp.solvers.base import History, PnPSolver, SolverParams, SolverResult, operator_norm
 from pnp.solvers.fbs import PnPFBS
 from pnp.solvers.hqs import PnPHQS
+from pnp.solvers.variational import VariationalResult, VariationalRidge
 
 __all__ = [
     "History",
@@ -13,5 +15,7 @@ __all__ = [
     "PnPSolver",
     "SolverParams",
     "SolverResult",
+    "VariationalResult",
+    "VariationalRidge",
     "operator_norm",
 ]

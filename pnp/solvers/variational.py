@@ -10,16 +10,17 @@ programming", Algorithm 2, here with a zero non-smooth part): with ``L = ||A||^2
     z_{k+1} = y_k - grad Phi(y_k) / L
     if Phi(z_{k+1}) <= Phi(x_k) - delta ||z_{k+1} - y_k||^2:   x_{k+1} = z_{k+1}
     else:   v_{k+1} = x_k - grad Phi(x_k) / L;   x_{k+1} = argmin(Phi(z_{k+1}), Phi(v_{k+1}))
-    t_{k+1} = (1 + sqrt(4 t_k^2 + 1)) / 2
+    t_{k+1} = (1 + sqrt(4 t_k^2 + 1)) / 2,   or, when the test failed, a restart: t = 1, z = x
 
-Guarantees (the theorem is stated in the result):
+Guarantees (the theorem is stated in the result). Every step either passes the sufficient-decrease
+test or takes the better of ``z`` and the plain gradient step ``v`` (which decreases ``Phi`` by at least
+``||grad Phi(x_k)||^2 / (2L)``), whatever the extrapolation, so (Li & Lin, Theorem 3):
 
-* ``Phi(x_k)`` is non-increasing (by construction; checked and recorded);
-* ``R`` convex (CRR): ``Phi`` is convex and ``L``-smooth, ``Phi(x_k) - min Phi = O(L ||x_0 - x*||^2 / k^2)``
-  and every limit point is a global minimiser;
-* ``R`` weakly convex (WCRR): ``Phi`` is ``L``-smooth and possibly non-convex; if ``Phi`` is coercive
-  (bounded sublevel sets) every accumulation point of ``x_k`` is a critical point
-  (``grad Phi = 0``).
+* ``Phi(x_k)`` is non-increasing (by construction; checked and recorded), and ``Phi >= 0`` because
+  ``R >= 0``;
+* if the iterates are bounded, every accumulation point is a critical point (``grad Phi = 0``);
+* ``R`` convex (CRR): ``Phi`` is convex, so those points are global minimisers;
+* ``R`` weakly convex (WCRR): ``Phi`` may be non-convex; critical points, not global minimisers.
 
 Stop: per image, when ``||grad Phi(y_k)|| <= tol ||A^T y||`` (a relative gradient-norm test at the
 extrapolated point), or at ``max_iter``. The result records per image the relative change
@@ -155,8 +156,8 @@ class VariationalRidge:
         if c.convex:
             return Guarantee(
                 holds=True,
-                theorem="monotone accelerated proximal gradient (Li & Lin 2015) on a convex L-smooth objective: "
-                "Phi(x_k) - min Phi = O(1/k^2), limit points are global minimisers",
+                theorem="monotone accelerated proximal gradient with restart (Li & Lin 2015) on a convex L-smooth "
+                "objective: Phi(x_k) non-increasing, accumulation points are critical, hence global minimisers",
                 conditions=conds + ("R convex (CRR: spline slopes in [0, 1])",),
                 checked=checked,
                 reason="convex objective (CRR prior), certified smoothness constant; the iterates approach the global minimum",
@@ -164,8 +165,8 @@ class VariationalRidge:
         return Guarantee(
             holds=True,
             theorem="monotone accelerated proximal gradient (Li & Lin 2015) on an L-smooth non-convex objective: "
-            "Phi(x_k) non-increasing; if Phi is coercive every accumulation point is a critical point",
-            conditions=conds + (f"R {c.weak_convexity:.6g}-weakly convex (WCRR); Phi coercive (assumed, not checked)",),
+            "Phi(x_k) non-increasing; with bounded iterates every accumulation point is a critical point",
+            conditions=conds + (f"R {c.weak_convexity:.6g}-weakly convex (WCRR), R >= 0; bounded iterates (assumed, not checked)",),
             checked=False,
             reason="weakly convex prior: monotone objective and convergence to critical points (not a global minimiser)",
         )
@@ -220,8 +221,10 @@ class VariationalRidge:
                 ok = phi_z <= phi_x - self.delta * _per_image_norm(z_new - yk).square()
                 x_new = z_new.clone()
                 phi_new = phi_z.clone()
+                restart = False
                 if not bool(ok.all()):
                     bad = ~ok
+                    restart = True
                     rejected += int((bad & active).sum())
                     _, gx = self._phi_grad(x)
                     v = x - gx / L4
@@ -235,7 +238,12 @@ class VariationalRidge:
                 res = _per_image_norm(x_new - x) / _per_image_norm(x).clamp_min(_EPS)
                 x_prev, x, z = x, x_new, torch.where(a4, z_new, z)
                 phi_x = phi_new
-                t_prev, t = t, (1.0 + math.sqrt(4.0 * t * t + 1.0)) / 2.0
+                if restart:  # function-value restart: the momentum is dropped
+                    t_prev, t = 0.0, 1.0
+                    x_prev = x
+                    z = x.clone()
+                else:
+                    t_prev, t = t, (1.0 + math.sqrt(4.0 * t * t + 1.0)) / 2.0
                 objs.append(phi_x.tolist())
                 gnorms.append(torch.where(active, rel, torch.zeros_like(rel)).tolist())
                 res_hist.append(torch.where(active, res, torch.zeros_like(res)).tolist())
