@@ -64,7 +64,7 @@ def _common(p: argparse.ArgumentParser, *, data_required: bool) -> None:
                    help="image folder (a path, or a folder name under shared/data; default: the protocol's)")
     p.add_argument("--noise", default=None, help="noise levels, e.g. 0.01,7.65/255 (default: the protocol's)")
     p.add_argument("--denoiser", required=True, help="comma-separated denoiser names")
-    p.add_argument("--solver", default="fbs", help="comma-separated: fbs,hqs,admm,deepinv-pgd (default fbs)")
+    p.add_argument("--solver", default="fbs", help="comma-separated: fbs,hqs,admm,deepinv-pgd,variational (variational: the ridge priors crr/wcrr only; default fbs)")
     p.add_argument("--kernels", default=None, help="kernel indices into the protocol, e.g. 0,9 (default all)")
     p.add_argument("--max-images", type=_positive_int, default=None, help="first N images only")
     p.add_argument("--max-iter", type=_positive_int, default=None, help="override every iteration budget")

@@ -10,7 +10,9 @@ import denoisers
 from denoisers import zoo
 from denoisers.estimate import adversarial_averagedness, adversarial_lipschitz
 
-SHIPPED = [n for n in denoisers.available() if n != zoo.FAMILY]
+SHIPPED = [n for n in denoisers.available() if n.startswith(zoo.FAMILY + "-")]
+#: the shipped ridge regularisers (one model for every noise level each)
+RIDGE = [n for n in denoisers.available() if n in ("crr", "wcrr")]
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +28,8 @@ def member(family, name):
 def test_available_lists_the_family_and_its_members():
     names = denoisers.available()
     assert SHIPPED, "the zoo ships no weights"
-    assert names[0] == zoo.FAMILY and all(n.startswith(zoo.FAMILY + "-") for n in SHIPPED)
-    for n in SHIPPED:
+    assert names[0] == zoo.FAMILY and set(names[1:]) == set(SHIPPED) | set(RIDGE)
+    for n in SHIPPED + RIDGE:
         assert (zoo.weights_dir() / f"{n}.json").is_file(), f"{n} has no JSON metadata next to its weights"
 
 
@@ -189,3 +191,20 @@ def test_manifest_check_recomputes_every_certificate():
     from denoisers.zoo.manifest import main as manifest_main
 
     assert manifest_main(["--check"]) == 0
+
+
+@pytest.mark.parametrize("name", RIDGE)
+def test_each_ridge_model_loads_with_its_certificate_and_serves_every_level(name):
+    d = denoisers.load(name)
+    rc = d.ridge_certificate
+    assert rc.kind == name and rc.w_norm_bound <= 1 + 1e-6
+    if name == "crr":
+        assert rc.convex and d.certificate.alpha == 0.5 and d.certificate.lipschitz_bound == 1.0
+    else:
+        assert rc.lambda_max * rc.weak_convexity < 1 and d.certificate.alpha is None
+    x = torch.rand(2, 1, 24, 24, generator=torch.Generator().manual_seed(0))
+    for s in (5 / 255, 50 / 255):
+        y = x + s * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+        out = d(y, s)
+        assert out.shape == x.shape and torch.isfinite(out).all()
+        assert (out - x).square().mean() < (y - x).square().mean()  # it denoises at both ends
