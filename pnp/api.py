@@ -114,50 +114,22 @@ _CLASSICAL = ("tv", "quadratic")
 _NOISE_FLOOR = 1e-3
 
 
-def _zoo_names() -> list[str]:
-    try:
-        import denoisers
-    except ImportError:  # pragma: no cover
-        return []
-    available = getattr(denoisers, "available", None)
-    if callable(available):
-        try:
-            return [str(n) for n in available()]
-        except Exception:  # a broken zoo must not break the classical denoisers
-            return []
-    return []
-
-
 def available_denoisers() -> list[str]:
-    """Names accepted by :func:`get_denoiser`: ``"tv"``, ``"quadratic"`` and the zoo's names."""
-    return list(_CLASSICAL) + [n for n in _zoo_names() if n not in _CLASSICAL]
+    """Names accepted by :func:`get_denoiser` (besides checkpoint paths and ``py:MODULE:CALLABLE``):
+    ``"tv"``, ``"quadratic"``, ``"bm3d"`` and the zoo's names (:func:`pnp.resolve.known_denoisers`)."""
+    from pnp.resolve import known_denoisers
+
+    return known_denoisers()
 
 
 def get_denoiser(name: str) -> Callable[..., Tensor]:
-    """A denoiser by name: ``"tv"`` (:class:`denoisers.TVDenoiser`), ``"quadratic"``
-    (:class:`denoisers.QuadraticProxDenoiser`), else ``denoisers.load(name)`` when the weight
-    zoo provides it. Unknown names raise ``ValueError`` listing the known ones."""
-    if not isinstance(name, str):
-        raise TypeError(f"denoiser name must be a str, got {type(name).__name__}")
-    from denoisers.classical import QuadraticProxDenoiser, TVDenoiser
+    """The denoiser that ``name`` stands for: ``"tv"`` (:class:`denoisers.TVDenoiser`),
+    ``"quadratic"`` (:class:`denoisers.QuadraticProxDenoiser`), ``"bm3d"``, a zoo name, a
+    checkpoint path or ``py:MODULE:CALLABLE``; resolved by :func:`pnp.resolve.resolve_denoiser`
+    (the one resolver of every entry point), whose errors it raises."""
+    from pnp.resolve import resolve_denoiser
 
-    key = name.strip().lower()
-    if key == "tv":
-        return TVDenoiser()
-    if key == "quadratic":
-        return QuadraticProxDenoiser()
-    import denoisers
-
-    unknown = f"unknown denoiser {name!r}; known denoisers: {', '.join(available_denoisers())}"
-    load = getattr(denoisers, "load", None)
-    if not callable(load):
-        raise ValueError(unknown)
-    if callable(getattr(denoisers, "available", None)) and name not in _zoo_names():
-        raise ValueError(unknown)
-    try:
-        return load(name)
-    except (KeyError, FileNotFoundError) as exc:
-        raise ValueError(f"{unknown} ({exc})") from None
+    return resolve_denoiser(name, argument="denoiser")
 
 
 def make_blur(kernel: Any) -> Any:
