@@ -32,11 +32,8 @@ prox with :data:`PNP_TV_INNER_ITERATIONS` warm-started inner iterations per call
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Callable
 
-import numpy as np
-import torch
 from torch import Tensor
 
 from pnp.solvers import PnPADMM, PnPFBS, PnPHQS, SolverResult
@@ -132,19 +129,15 @@ def get_denoiser(name: str) -> Callable[..., Tensor]:
     return resolve_denoiser(name, argument="denoiser")
 
 
-def make_blur(kernel: Any) -> Any:
-    """An :class:`operators.FFTBlur` from a tensor/array kernel or a ``load_kernel`` spec."""
-    from operators import FFTBlur, load_kernel
+def make_blur(kernel: Any, *, image_shape: tuple[int, ...] | None = None, name: str = "kernel") -> Any:
+    """An :class:`operators.FFTBlur` from a tensor/array kernel or a ``load_kernel`` spec, checked
+    by :func:`pnp.validate.check_kernel` (finite, no negative or zero mass, no larger than
+    ``image_shape`` when given; normalised to sum 1 with a ``KernelWarning`` if needed)."""
+    from operators import FFTBlur
 
-    if isinstance(kernel, (str, os.PathLike)):
-        kernel = load_kernel(kernel)
-    elif isinstance(kernel, np.ndarray):
-        kernel = torch.from_numpy(np.array(kernel, dtype=np.float64))
-    elif not isinstance(kernel, Tensor):
-        raise TypeError(
-            f"kernel must be a tensor, an array or a spec string, got {type(kernel).__name__}"
-        )
-    return FFTBlur(kernel)
+    from pnp.validate import check_kernel
+
+    return FFTBlur(check_kernel(kernel, name=name, image_shape=image_shape))
 
 
 def default_parameters(
@@ -199,14 +192,17 @@ def deblur(
         >>> res.x.shape
         torch.Size([1, 1, 32, 32])
     """
-    if not isinstance(y, Tensor):
-        raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
-    if y.ndim != 4:
-        raise ValueError(f"y must have shape [B, C, H, W], got shape {tuple(y.shape)}")
-    if isinstance(noise_level, bool) or not isinstance(noise_level, (int, float)):
-        raise TypeError(f"noise_level must be a float, got {type(noise_level).__name__}")
-    if not (math.isfinite(noise_level) and noise_level >= 0.0):
-        raise ValueError(f"noise_level must be finite and >= 0, got {noise_level!r}")
+    from pnp.validate import check_image, check_noise_level, check_positive
+
+    noise_level = check_noise_level(noise_level, name="noise_level")
+    check_image(y, name="y", noise_level=noise_level)
+    for other, value in (("x0", x0), ("x_true", x_true)):
+        if value is not None:
+            check_image(value, name=other, noise_level=noise_level if other == "x0" else 0.0)
+            if value.shape != y.shape:
+                raise ValueError(f"{other} must have the shape of y {tuple(y.shape)}, got {tuple(value.shape)}")
+    sigma = None if sigma is None else check_positive(sigma, name="sigma")
+    gamma = None if gamma is None else check_positive(gamma, name="gamma")
     key = solver.lower() if isinstance(solver, str) else solver
     if key not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
@@ -218,11 +214,8 @@ def deblur(
         den = get_denoiser(denoiser) if isinstance(denoiser, str) else denoiser
     if not callable(den):
         raise TypeError(f"denoiser must be a name or a callable, got {type(den).__name__}")
-    physics = make_blur(kernel).to(y.device)
     h, w = y.shape[-2:]
-    kh, kw = physics.kernel_size
-    if kh > h or kw > w:
-        raise ValueError(f"kernel of size {kh}x{kw} is larger than the image of size {h}x{w}")
+    physics = make_blur(kernel, image_shape=(h, w)).to(y.device)
     opnorm = physics.opnorm(image_size=(h, w))
     d_sigma, d_gamma = default_parameters(noise_level, denoiser=den, opnorm=opnorm, solver=key)
     sigma = d_sigma if sigma is None else sigma

@@ -127,7 +127,7 @@ def known_denoisers() -> list[str]:
 
 def _unknown(argument: str, key: str) -> UnknownDenoiserError:
     return UnknownDenoiserError(
-        f"{argument} {key!r}: unknown denoiser; known: {', '.join(known_denoisers())}; or a checkpoint "
+        f"{argument} {key!r}: unknown denoiser; known denoisers: {', '.join(known_denoisers())}; or a checkpoint "
         "file (.safetensors, written by pnp train) or py:MODULE:CALLABLE"
     )
 
