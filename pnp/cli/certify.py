@@ -14,8 +14,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 __all__ = ["add_parser", "run"]
 
 
@@ -37,6 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     import denoisers
     from denoisers.estimate import adversarial_averagedness, adversarial_lipschitz, jacobian_spectral_norm
     from denoisers.layers.spline import spline_report
