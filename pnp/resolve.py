@@ -150,14 +150,14 @@ def _looks_like_path(key: str) -> bool:
     return key.lower().endswith((".safetensors", ".pt", ".pth", ".ckpt", ".bin")) or "/" in key or os.sep in key
 
 
-def _from_checkpoint(path: Path, key: str, argument: str) -> Any:
+def _from_checkpoint(path: Path, key: str, argument: str, verify: bool = False) -> Any:
     import denoisers
     from denoisers.checkpoint import CheckpointError
 
     if path.is_dir():
         raise IsADirectoryError(f"{argument} {key!r} is a directory, not a checkpoint file")
     try:
-        return denoisers.load(str(path))
+        return denoisers.load(str(path), verify=verify)
     except (FileNotFoundError, PermissionError) as exc:
         raise type(exc)(f"{argument} {key!r}: {exc}") from None
     except Exception as exc:  # corrupt, foreign, wrong shapes, tampered: one typed error
@@ -167,13 +167,14 @@ def _from_checkpoint(path: Path, key: str, argument: str) -> Any:
         ) from None
 
 
-def resolve_denoiser(name: Any, *, device: Any = None, argument: str = "denoiser") -> Any:
+def resolve_denoiser(name: Any, *, device: Any = None, argument: str = "denoiser", verify: bool = False) -> Any:
     """The denoiser ``D(x, sigma)`` that ``name`` stands for (module docstring), in eval mode and
     on ``device`` when given. Stateful denoisers (TV warm-starts its inner solver) are built fresh
     on every call.
 
     ``argument`` names the caller's argument in error messages (``"--denoiser"`` on the command
-    line). Errors: module docstring.
+    line). ``verify=True`` recomputes the certificate of shipped weights too (``pnp certify``;
+    checkpoints given by path are always recomputed). Errors: module docstring.
     """
     if isinstance(name, os.PathLike):
         name = os.fspath(name)
@@ -196,11 +197,11 @@ def resolve_denoiser(name: Any, *, device: Any = None, argument: str = "denoiser
     elif key in _zoo_names():
         import denoisers
 
-        den = denoisers.load(key)
+        den = denoisers.load(key, verify=verify)
     else:
         path = Path(key).expanduser()
         if path.exists():
-            den = _from_checkpoint(path, key, argument)
+            den = _from_checkpoint(path, key, argument, verify)
         elif _looks_like_path(key):
             raise FileNotFoundError(f"{argument} {key!r}: no such checkpoint file")
         else:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from denoisers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from denoisers.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
 from denoisers.layers.spline import plot_activations, project_splines_, spline_modules, spline_report, tv2_penalty
 from denoisers.models.averaged import AveragedConfig, AveragedResNet
 from denoisers.models.lipschitz_ff import LipschitzFFConfig, LipschitzFFNet
@@ -175,12 +175,17 @@ def _plot_curve(history: dict[str, list], path: Path) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     if history.get("loss_step"):
         ax[0].semilogy(history["loss_step"], history["loss"], lw=0.8)
+        # the same quantity in the units of the right panel: PSNR = 10 log10(1 / MSE) on [0, 1]
+        to_db = (lambda m: 10 * np.log10(1 / np.clip(m, 1e-30, None)), lambda d: 10 ** (-np.asarray(d) / 10))
+        ax[0].secondary_yaxis("right", functions=to_db).set_ylabel("10 log10(1 / MSE) (dB)")
     ax[0].set_xlabel("step")
-    ax[0].set_ylabel("training MSE (running mean)")
+    ax[0].set_ylabel("training MSE on [0, 1] images (running mean)")
+    ax[0].set_title("training patches (noise drawn per patch)", fontsize=9)
     if history.get("val_step"):
         ax[1].plot(history["val_step"], history["val_psnr"], "o-")
     ax[1].set_xlabel("step")
     ax[1].set_ylabel("validation PSNR (dB)")
+    ax[1].set_title("validation images, before freezing; the summary's value is after", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -364,7 +369,7 @@ def train(
         if has_splines:
             plot_activations(net, out.with_suffix(".activations.png"))
             extra["splines"] = spline_report(net)
-        (out.with_suffix(".json")).write_text(json.dumps({k: v for k, v in meta.items() if k != "history"} | {"certificate": cert.to_dict(), "architecture": architecture.to_dict()} | extra, indent=2))
+        atomic_write_bytes(out.with_suffix(".json"), json.dumps({k: v for k, v in meta.items() if k != "history"} | {"certificate": cert.to_dict(), "architecture": architecture.to_dict()} | extra, indent=2).encode())
     if distributed:
         import torch.distributed as dist
 

@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (and any other argparse exit action): keep its code
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 2)
-    prog = f"pnp {args.command}"
+    prog = " ".join(["pnp", args.command, *([args.bench_kind] if getattr(args, "bench_kind", None) else [])])
 
     def show(message, category, filename, lineno, file=None, line=None):  # one line, no source
         print(f"{prog}: warning: {_one_line(message)} ({category.__name__})", file=sys.stderr)
@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (CLIError, ValueError, TypeError, FileNotFoundError, NotADirectoryError,
             IsADirectoryError, PermissionError, FileExistsError, OSError) as exc:
-        print(f"pnp {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     return int(rc or 0)
 
