@@ -97,7 +97,9 @@ def check_outputs(args: Any) -> OutputPlan:
     without ``--force``, no two outputs the same file); returns the plan, whose outputs are
     staged and committed at the end."""
     plan = OutputPlan(force=bool(getattr(args, "force", False)))
-    plan.add("--out", args.out, suffixes=IMAGE_SUFFIXES)
+    out = plan.add("--out", args.out, suffixes=IMAGE_SUFFIXES)
+    if getattr(args, "bits", 8) == 16 and out.suffix.lower() in (".jpg", ".jpeg"):
+        raise ValueError(f"--bits 16 needs a .png or .tif --out, got {str(args.out)!r}")
     if getattr(args, "report", None) is not None:
         plan.add("--report", args.report, suffixes=(".json",))
     if getattr(args, "plot", None) is not None:
