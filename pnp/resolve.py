@@ -161,8 +161,13 @@ def _from_checkpoint(path: Path, key: str, argument: str, verify: bool = False) 
     except (FileNotFoundError, PermissionError) as exc:
         raise type(exc)(f"{argument} {key!r}: {exc}") from None
     except Exception as exc:  # corrupt, foreign, wrong shapes, tampered: one typed error
+        why = str(exc)
+        for prefix in (str(path), key):  # the loaders start their messages with the path
+            if why.startswith(prefix):
+                why = why[len(prefix):].lstrip(":, ")
+                break
         raise CheckpointError(
-            f"{argument} {key!r} is not a loadable checkpoint ({exc}); give a .safetensors file "
+            f"{argument} {key!r} is not a loadable checkpoint ({why}); give a .safetensors file "
             "written by pnp train, or a network of another format as py:MODULE:CALLABLE"
         ) from None
 
