@@ -154,11 +154,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     from benchmarks.calibrate import calibrate, write_calibrated
 
+    from pnp.cli._outputs import OutputPlan
+
     out = Path(args.out)
-    if out.suffix != ".toml":
-        raise ValueError(f"--out must end with .toml, got {str(out)!r}")
-    if out.exists() and not args.force:
-        raise FileExistsError(f"--out {str(out)!r} exists (use --force to overwrite)")
+    plan = OutputPlan(force=args.force)  # both files checked before the (long) calibration
+    plan.add("--out", out, suffixes=(".toml",))
+    plan.add("--out (scores beside it)", out.with_suffix(".scores.json"))
     protocol, scores = calibrate(
         args.protocol, data=args.data, denoisers=tuple(_names(args.denoiser)),
         solvers=tuple(_names(args.solver)),
