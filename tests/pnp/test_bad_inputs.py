@@ -185,6 +185,9 @@ CLI_CASES = [
     ("bench-denoise-unknown", ["bench", "denoise", "--data", "{data}", "--denoiser", "foo", "--out", "runs"], "--denoiser 'foo'"),
     ("bench-denoise-closed-form", ["bench", "denoise", "--data", "{data}", "--denoiser", "wiener", "--out", "runs"], "--denoiser 'wiener'"),
     ("bench-denoise-negative-noise", ["bench", "denoise", "--data", "{data}", "--denoiser", "tv", "--noise", "-0.1", "--out", "runs"], "--noise"),
+    ("bench-speed-unknown", ["bench", "speed", "--sizes", "32", "--denoiser", "foo", "--out", "runs"], "--denoiser 'foo'"),
+    ("bench-calibrate-unknown", ["bench", "calibrate", "--data", "{data}", "--denoiser", "foo", "--out", "c.toml"], "--denoiser 'foo'"),
+    ("bench-calibrate-out-exists", ["bench", "calibrate", "--data", "{data}", "--denoiser", "tv", "--out", "exists.json"], "--out"),
     # 6. noise levels and parameters
     ("noise-huge", D + ["--noise", "1e9", "--out", "o.png"], "--noise"),
     ("noise-negative", D + ["--noise", "-0.01", "--out", "o.png"], "--noise"),
