@@ -107,7 +107,6 @@ PNP_TV_INNER_ITERATIONS = 30
 
 SOLVERS: dict[str, type] = {"fbs": PnPFBS, "hqs": PnPHQS, "admm": PnPADMM}
 
-_CLASSICAL = ("tv", "quadratic")
 _NOISE_FLOOR = 1e-3
 
 
@@ -181,6 +180,12 @@ def deblur(
     (``"gaussian:25:1.6"``, ``"levin:0"``, a file path). ``denoiser``: a name
     (:func:`available_denoisers`) or a ``denoiser(x, sigma)`` callable. ``solver``: ``"fbs"``,
     ``"hqs"`` or ``"admm"``. ``sigma``/``gamma``: override the default rule (module docstring).
+
+    Inputs are checked by :mod:`pnp.validate` (the command line's checks): ``TypeError`` for the
+    wrong kind of object (an array or an integer tensor for ``y``), ``ValueError`` for a wrong
+    value (NaN/Inf, an image outside the ``[0, 1]`` scale, ``noise_level`` outside ``[0, 1]``, a
+    kernel with negative or zero mass or larger than the image); denoiser names go through
+    :func:`pnp.resolve.resolve_denoiser` and raise its errors.
 
     Example::
 
