@@ -126,3 +126,5 @@ def check_kernel(kernel: Any, *, name: str = "kernel", image_shape: tuple[int, .
     except (TypeError, ValueError, FileNotFoundError, IsADirectoryError) as exc:
         msg = str(exc)
         raise type(exc)(msg if msg.startswith(name) else f"{shown}: {msg}") from None
+    except (OSError, RuntimeError) as exc:  # an image reader's own errors for a file that is no image
+        raise ValueError(f"{shown}: cannot read it as a kernel ({' '.join(str(exc).split())[:200]})") from None

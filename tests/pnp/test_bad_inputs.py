@@ -175,6 +175,14 @@ CLI_CASES = [
     ("train-out-exists", ["train", "--sigma", "0.1", "--out", "exists.safetensors"], "--out"),
     ("train-out-suffix", ["train", "--sigma", "0.1", "--out", "w.pt"], "--out"),
     ("train-out-readonly", ["train", "--sigma", "0.1", "--out", "readonly/w.safetensors"], "--out"),
+    ("out-empty-string", D + ["--out", ""], "--out"),
+    ("report-is-a-folder", D + ["--out", "o.png", "--report", "readonly"], "--report"),
+    ("denoiser-is-an-image", D + ["--denoiser", "{img}", "--out", "o.png"], "--denoiser"),
+    ("demo-size-zero", ["deblur", "--demo", "--size", "0", "--out", "o.png"], "--size"),
+    ("seed-not-an-int", D + ["--seed", "abc", "--out", "o.png"], "--seed"),
+    ("certify-size-too-small", ["certify", "{ckpt}", "--size", "4"], "--size"),
+    ("train-sigma-range-reversed", ["train", "--sigma", "0.1", "--sigma-range", "0.2:0.1", "--out", "w.safetensors"], "--sigma-range"),
+    ("train-patch-size-zero", ["train", "--sigma", "0.1", "--patch-size", "0", "--out", "w.safetensors"], "--patch-size"),
     # 3. bench: no folder for a command that cannot run
     ("bench-unknown-denoiser", BENCH + ["--denoiser", "foo", "--out", "runs"], "--denoiser 'foo'"),
     ("bench-truncated-checkpoint", BENCH + ["--denoiser", "{truncated}", "--out", "runs"], "--denoiser"),
@@ -185,6 +193,9 @@ CLI_CASES = [
     ("bench-denoise-unknown", ["bench", "denoise", "--data", "{data}", "--denoiser", "foo", "--out", "runs"], "--denoiser 'foo'"),
     ("bench-denoise-closed-form", ["bench", "denoise", "--data", "{data}", "--denoiser", "wiener", "--out", "runs"], "--denoiser 'wiener'"),
     ("bench-denoise-negative-noise", ["bench", "denoise", "--data", "{data}", "--denoiser", "tv", "--noise", "-0.1", "--out", "runs"], "--noise"),
+    ("bench-kernel-index-out-of-range", BENCH + ["--kernels", "99", "--denoiser", "tv", "--out", "runs"], "kernel index 99"),
+    ("bench-solver-unknown", BENCH + ["--solver", "foo", "--denoiser", "tv", "--out", "runs"], "solver 'foo'"),
+    ("bench-max-images-zero", BENCH + ["--max-images", "0", "--denoiser", "tv", "--out", "runs"], "--max-images"),
     ("bench-speed-unknown", ["bench", "speed", "--sizes", "32", "--denoiser", "foo", "--out", "runs"], "--denoiser 'foo'"),
     ("bench-calibrate-unknown", ["bench", "calibrate", "--data", "{data}", "--denoiser", "foo", "--out", "c.toml"], "--denoiser 'foo'"),
     ("bench-calibrate-out-exists", ["bench", "calibrate", "--data", "{data}", "--denoiser", "tv", "--out", "exists.json"], "--out"),
@@ -228,6 +239,11 @@ CLI_CASES = [
     ("kernel-missing-file", D + ["--kernel", "nope.npy", "--out", "o.png"], "--kernel"),
     ("kernel-bad-spec", D + ["--kernel", "gaussian:abc", "--out", "o.png"], "--kernel"),
     ("kernel-larger-than-image", ["deblur", "{tiny_img}", "--kernel", "gaussian:9:1.0", "--out", "o.png"], "larger than the image"),
+    ("kernel-not-an-image", D + ["--kernel", "{text_png}", "--out", "o.png"], "--kernel"),
+    ("kernel-empty-image-file", D + ["--kernel", "{empty_file}", "--out", "o.png"], "--kernel"),
+    ("kernel-is-a-folder", D + ["--kernel", "{a_dir}", "--out", "o.png"], "--kernel"),
+    ("kernel-uniform-zero", D + ["--kernel", "uniform:0", "--out", "o.png"], "--kernel"),
+    ("kernel-levin-out-of-range", D + ["--kernel", "levin:99", "--out", "o.png"], "--kernel"),
     ("blurred-without-kernel", ["deblur", "{img}", "--blurred", "--out", "o.png"], "--kernel"),
 ]
 
@@ -384,6 +400,10 @@ API_CASES = [
     ("denoiser-int", lambda f: pnp.deblur(_y(), K, noise_level=0.01, denoiser=42), TypeError, "denoiser"),
     ("closed-form-denoiser", lambda f: pnp.get_denoiser("tikhonov"), ValueError, "closed-form"),
     ("solver-unknown", lambda f: pnp.deblur(_y(), K, noise_level=0.01, solver="foo"), ValueError, "solver"),
+    ("kernel-missing-file", lambda f: pnp.deblur(_y(), "nope.npy", noise_level=0.01), FileNotFoundError, "kernel file not found: nope.npy"),
+    ("kernel-object-array", lambda f: pnp.deblur(_y(), np.array([[None]]), noise_level=0.01), TypeError, "kernel"),
+    ("image-5d", lambda f: pnp.deblur(torch.rand(1, 1, 1, IMG, IMG), K, noise_level=0.01), ValueError, "y must have shape"),
+    ("image-negative-range", lambda f: pnp.deblur(_y() - 5.0, K, noise_level=0.01), ValueError, "y has values"),
 ]
 
 
@@ -418,6 +438,9 @@ FORWARD_CASES = [
     ("empty", lambda: (torch.rand(1, 1, 0, 16), 0.1), ValueError, "empty"),
     ("sigma-nan", lambda: (x4, float("nan")), ValueError, "sigma"),
     ("sigma-string", lambda: (x4, "0.1"), TypeError, "sigma"),
+    ("5d", lambda: (torch.rand(1, 1, 1, 16, 16), 0.1), ValueError, r"x must have shape \[B, C, H, W\]"),
+    ("sigma-none", lambda: (x4, None), TypeError, "sigma"),
+    ("sigma-bool", lambda: (x4, True), TypeError, "sigma"),
     ("sigma-wrong-length", lambda: (x4, torch.tensor([0.1, 0.2, 0.3])), ValueError, "sigma"),
 ]
 
