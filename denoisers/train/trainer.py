@@ -357,7 +357,9 @@ def train(
             "steps": config.steps,
             "seed": config.seed,
             "train_config": _cfg_json(config),
-            "validation": {"set": val_desc, "sigma": val_sigma, "psnr": final_psnr, "noise": "numpy default_rng(0) per image"},
+            "validation": {"set": val_desc, "sigma": val_sigma, "psnr": final_psnr, "noise": "numpy default_rng(0) per image",
+                           "psnr_when": "after freeze() (steps from the certified norm bounds); history.val_psnr "
+                                        "holds the values logged during training, before freezing"},
             "history": history,
             "init": init_name,
             "world_size": world,

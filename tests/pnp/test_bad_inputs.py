@@ -260,9 +260,12 @@ def _fill(argv: list[str], files: dict[str, Path]) -> list[str]:
 
 
 @pytest.mark.parametrize("case_id,argv,expected", CLI_CASES, ids=[c[0] for c in CLI_CASES])
-def test_cli_refuses_with_one_line_and_leaves_nothing(case_id, argv, expected, assets, work, capsys):
-    if "readonly" in case_id and os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders")
+def test_cli_refuses_with_one_line_and_leaves_nothing(case_id, argv, expected, assets, work, capsys, monkeypatch):
+    if "readonly" in case_id and os.geteuid() == 0:  # root ignores modes: deny like the kernel would
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: (
+            False if Path(p).resolve() == (work / "readonly").resolve() and mode & os.W_OK
+            else real_access(p, mode, **kw)))
     from pnp.resolve import register_denoiser
 
     register_denoiser("broken-for-tests", _Broken)
@@ -329,6 +332,30 @@ def test_weights_are_written_with_the_mode_of_a_new_file(tmp_path):
     path = tmp_path / "w.safetensors"
     _net_checkpoint(path)
     assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def test_train_summary_says_before_and_after_freezing(tmp_path, monkeypatch, capsys):
+    """Tiny ``pnp train`` with validation: the summary explains why its PSNR differs from the last
+    logged one, the weights are 0644-like, the JSON says when its PSNR was measured."""
+    import json
+
+    import imageio.v3 as iio
+
+    rng = np.random.default_rng(1)
+    for sub in ("train", "shared/set12"):
+        (tmp_path / sub).mkdir(parents=True)
+        iio.imwrite(tmp_path / sub / "a.png", (rng.random((32, 32)) * 255).astype(np.uint8))
+    monkeypatch.setenv("PNP_SHARED_DATA", str(tmp_path / "shared"))
+    out = tmp_path / "w" / "net.safetensors"  # a folder that does not exist yet is created
+    rc = main(["train", "--sigma", "0.1", "--channels", "2", "--hidden", "2", "--depth", "1", "--steps", "2",
+               "--validate-every", "1", "--batch-size", "2", "--patch-size", "16", "--data", str(tmp_path / "train"),
+               "--out", str(out), "--no-progress"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    line = next(line for line in text.splitlines() if "validation PSNR" in line)
+    assert "after freezing" in line and "before freezing" in line and "at step 2" in line
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert "after freeze()" in json.loads(out.with_suffix(".json").read_text())["validation"]["psnr_when"]
 
 
 def test_tampered_message_names_alpha_values(assets):
