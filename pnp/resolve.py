@@ -33,6 +33,13 @@ A loader is a function without arguments that returns a fresh denoiser ``D(x, si
   a module (benchmark workers are spawned processes: they must import that module too, or use
   ``py:MODULE:CALLABLE``).
 
+Every entry point then accepts the name, with the same errors, and ``tests/pnp/test_bad_inputs.py``
+covers it through the CLI rows. Two things outside this module key on names: the benchmark records
+store :func:`benchmarks.baselines.denoiser_fingerprint` (``None`` for registered names: their code
+is their identity; a name backed by weight files that can change should return their digest
+there), and :func:`pnp.api.default_parameters` picks ``sigma``/``gamma`` by the denoiser's class
+(classical rule for ``TVDenoiser``/``QuadraticProxDenoiser``, the learned rule for anything else).
+
 >>> from pnp.resolve import resolve_denoiser
 >>> resolve_denoiser("quadratic").__class__.__name__
 'QuadraticProxDenoiser'

@@ -47,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--kernel", default=None,
         help=f"kernel spec or file (default {DEFAULT_KERNEL}; required with --blurred)",
     )
-    p.add_argument("--noise", type=float, default=0.01, help="noise std on [0,1] (default 0.01)")
+    p.add_argument("--noise", type=float, default=0.01, help="noise std on the [0,1] scale, at most 1 (default 0.01)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--blurred", action="store_true", help="IMAGE is already the observation")
     p.add_argument("--denoiser", default="tv", help=DENOISER_HELP + " (default tv)")

@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("image", nargs="?", metavar="IMAGE", help="PNG/TIFF/JPEG, grey or colour, 8/16 bit")
     p.add_argument("--demo", action="store_true", help="use skimage.data.camera() resized")
     p.add_argument("--size", type=positive_int, default=256, help="demo image size (default 256)")
-    p.add_argument("--noise", type=float, default=0.05, help="noise std on [0,1] (default 0.05)")
+    p.add_argument("--noise", type=float, default=0.05, help="noise std on the [0,1] scale, at most 1 (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--noisy", action="store_true", help="IMAGE is already noisy")
     p.add_argument("--denoiser", default="tv", help=DENOISER_HELP + " (default tv)")

@@ -217,6 +217,8 @@ CLI_CASES = [
     ("train-sigma-huge", ["train", "--sigma", "300", "--out", "w.safetensors"], "--sigma"),
     ("train-steps-zero", ["train", "--sigma", "0.1", "--steps", "0", "--out", "w.safetensors"], "--steps"),
     ("train-lr-negative", ["train", "--sigma", "0.1", "--lr", "-1", "--out", "w.safetensors"], "--lr"),
+    ("train-empty-data-folder", ["train", "--sigma", "0.1", "--data", "{a_dir}", "--out", "w.safetensors"], "holds no images"),
+    ("train-data-is-a-file", ["train", "--sigma", "0.1", "--data", "{img}", "--out", "w.safetensors"], "--data"),
     ("train-missing-data", ["train", "--sigma", "0.1", "--data", "no-such-dir", "--out", "w.safetensors"], "--data"),
     ("certify-sigma-nan", ["certify", "{ckpt}", "--sigma", "nan"], "--sigma"),
     # images
