@@ -178,7 +178,8 @@ def deblur(
 
     ``kernel``: a 2-D tensor/array or a spec for :func:`operators.load_kernel`
     (``"gaussian:25:1.6"``, ``"levin:0"``, a file path). ``denoiser``: a name
-    (:func:`available_denoisers`) or a ``denoiser(x, sigma)`` callable. ``solver``: ``"fbs"``,
+    (:func:`available_denoisers`), a checkpoint path (``"weights/my.safetensors"``, written by
+    ``pnp train``), ``"py:MODULE:CALLABLE"`` or a ``denoiser(x, sigma)`` callable. ``solver``: ``"fbs"``,
     ``"hqs"`` or ``"admm"``. ``sigma``/``gamma``: override the default rule (module docstring).
 
     Inputs are checked by :mod:`pnp.validate` (the command line's checks): ``TypeError`` for the
