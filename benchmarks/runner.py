@@ -888,7 +888,10 @@ def _denoise_benchmark(outp: Path, images: list[Path], *, data: str, noise_level
                 t0 = time.perf_counter()
                 with torch.no_grad(), warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    x = den(y, float(nu))
+                    try:
+                        x = den(y, float(nu))
+                    except Exception as exc:  # stops the command (rerun resumes after the fix)
+                        raise BenchmarkError(f"{key}: {type(exc).__name__}: {exc}") from exc
                 elapsed = time.perf_counter() - t0
                 r = {
                     "key": key, "image": path.name, "noise": float(nu), "noise_255": round(float(nu) * 255, 6),

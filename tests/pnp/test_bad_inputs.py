@@ -191,6 +191,7 @@ CLI_CASES = [
     ("bench-out-is-a-file", BENCH + ["--denoiser", "tv", "--out", "exists.json"], "--out"),
     ("bench-missing-data", ["bench", "deblur", "--data", "no-such-folder", "--denoiser", "tv", "--out", "runs"], "no-such-folder"),
     ("bench-denoise-unknown", ["bench", "denoise", "--data", "{data}", "--denoiser", "foo", "--out", "runs"], "--denoiser 'foo'"),
+    ("bench-denoise-all-fail", ["bench", "denoise", "--data", "{data}", "--denoiser", "broken-for-tests", "--noise", "0.1", "--out", "runs"], "broken on purpose"),
     ("bench-denoise-closed-form", ["bench", "denoise", "--data", "{data}", "--denoiser", "wiener", "--out", "runs"], "--denoiser 'wiener'"),
     ("bench-denoise-negative-noise", ["bench", "denoise", "--data", "{data}", "--denoiser", "tv", "--noise", "-0.1", "--out", "runs"], "--noise"),
     ("bench-kernel-index-out-of-range", BENCH + ["--kernels", "99", "--denoiser", "tv", "--out", "runs"], "kernel index 99"),
