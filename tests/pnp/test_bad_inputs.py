@@ -379,6 +379,13 @@ def test_help_imports_no_torch():
     assert out.stdout.strip() == "False"
 
 
+def test_light_copy_of_the_image_suffixes_agrees_with_pnp_io():
+    from pnp.cli._common import IMAGE_SUFFIXES
+    from pnp.io import IMAGE_SUFFIXES as io_suffixes
+
+    assert IMAGE_SUFFIXES == io_suffixes
+
+
 def test_help_texts_show_defaults(capsys):
     for cmd, flags in (("deblur", ("--solver", "--denoiser", "--max-iter", "--bits")),
                        ("train", ("--steps", "--batch-size", "--patch-size", "--lr", "--validate-every",
