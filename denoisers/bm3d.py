@@ -42,7 +42,7 @@ class BM3DDenoiser(nn.Module):
         if x.shape[1] not in (1, 3):
             raise ValueError(f"x must have shape [B, 1 or 3, H, W], got {tuple(x.shape)}")
         b = x.shape[0]
-        s = sigma_vector(sigma, b, x.detach().to("cpu", torch.float64), allow_zero=True).tolist()
+        s = sigma_vector(sigma, b, torch.empty(0, dtype=torch.float64), allow_zero=True).tolist()
         arr = x.detach().to("cpu", torch.float64).numpy()
         out = np.empty_like(arr)
         for i in range(b):
