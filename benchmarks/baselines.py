@@ -29,7 +29,6 @@ tolerance, the cross-check of our PnP-FBS loop.
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from pathlib import Path
@@ -38,6 +37,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from denoisers.bm3d import BM3DDenoiser
+from pnp.resolve import CLOSED_FORM as _CLOSED_FORM
 
 __all__ = [
     "BM3DDenoiser",
@@ -51,133 +53,38 @@ __all__ = [
 ]
 
 #: Closed-form baselines (not denoisers; one record per problem with solver "closed-form").
-CLOSED_FORM = ("wiener", "tikhonov")
-
-_REGISTRY: dict[str, Callable[[], Any]] = {}
+CLOSED_FORM = _CLOSED_FORM
 
 
 def register_denoiser(name: str, factory: Callable[[], Any]) -> None:
     """Make ``name`` resolve to ``factory()`` (e.g. an unconstrained network of the same size as
-    the certified one). ``factory`` must be importable in worker processes: register it at import
-    time of a module, or pass ``py:MODULE:CALLABLE`` as the denoiser name instead."""
-    if not isinstance(name, str) or not name or ":" in name:
-        raise ValueError(f"name must be a non-empty string without ':', got {name!r}")
-    if not callable(factory):
-        raise TypeError(f"factory must be callable, got {type(factory).__name__}")
-    _REGISTRY[name] = factory
+    the certified one), everywhere: :func:`pnp.resolve.register_denoiser`. ``factory`` must be
+    importable in worker processes: register it at import time of a module, or pass
+    ``py:MODULE:CALLABLE`` as the denoiser name instead."""
+    from pnp.resolve import register_denoiser as _register
 
-
-class BM3DDenoiser(nn.Module):
-    """BM3D (grey) / CBM3D (colour) from the ``bm3d`` package as ``D(x, sigma)``.
-
-    Runs on the CPU in float64, per image (``sigma`` float or ``[B]``); the output has ``x``'s
-    device and dtype. No certificate: BM3D is not known to be non-expansive, so PnP with it
-    carries no convergence guarantee.
-    """
-
-    certificate = None
-
-    def __init__(self, *, profile: str = "np") -> None:
-        super().__init__()
-        try:
-            import bm3d  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - bm3d is a dev/bench dependency
-            raise ValueError("denoiser 'bm3d' needs the bm3d package (pip install bm3d)") from exc
-        self.profile = profile
-
-    def forward(self, x: Tensor, sigma: float | Tensor) -> Tensor:
-        import bm3d
-
-        if x.ndim != 4 or x.shape[1] not in (1, 3):
-            raise ValueError(f"x must have shape [B, 1 or 3, H, W], got {tuple(x.shape)}")
-        b = x.shape[0]
-        s = sigma.detach().cpu().flatten().tolist() if isinstance(sigma, Tensor) else [float(sigma)]
-        if len(s) == 1:
-            s = s * b
-        if len(s) != b:
-            raise ValueError(f"sigma must be a float or a [B] tensor with B={b}, got {len(s)} values")
-        arr = x.detach().to("cpu", torch.float64).numpy()
-        out = np.empty_like(arr)
-        for i in range(b):
-            si = max(float(s[i]), 1e-6)
-            if arr.shape[1] == 1:
-                out[i, 0] = bm3d.bm3d(arr[i, 0], sigma_psd=si, profile=self.profile)
-            else:
-                out[i] = np.moveaxis(bm3d.bm3d_rgb(np.moveaxis(arr[i], 0, -1), si, profile=self.profile), -1, 0)
-        return torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
+    _register(name, factory)
 
 
 def known_denoisers() -> list[str]:
-    """Names :func:`resolve_denoiser` accepts without a path (plus ``py:`` factories, paths)."""
-    import pnp
+    """Names the benchmarks accept without a path (plus ``py:`` factories, paths): the denoisers
+    of :func:`pnp.resolve.known_denoisers` and the closed-form baselines."""
+    from pnp.resolve import known_denoisers as _known
 
-    names = ["tv", "quadratic", "bm3d", *CLOSED_FORM]
-    names += [n for n in pnp.available_denoisers() if n not in names]
-    names += [n for n in _REGISTRY if n not in names]
-    return names
-
-
-def _load_factory(spec: str) -> Any:
-    parts = spec.split(":")
-    if len(parts) != 3 or not parts[1] or not parts[2]:
-        raise ValueError(f"denoiser {spec!r} must look like 'py:MODULE:CALLABLE'")
-    try:
-        module = importlib.import_module(parts[1])
-    except ImportError as exc:
-        raise ValueError(f"denoiser {spec!r}: cannot import module {parts[1]!r} ({exc})") from None
-    factory = getattr(module, parts[2], None)
-    if not callable(factory):
-        raise ValueError(f"denoiser {spec!r}: {parts[1]}.{parts[2]} is not a callable")
-    return factory()
+    names = _known()
+    return names[:3] + [n for n in CLOSED_FORM if n not in names] + names[3:]
 
 
 def resolve_denoiser(name: str, *, device: torch.device | str | None = None) -> Any:
-    """The denoiser ``D(x, sigma)`` called ``name`` (see module docstring), on ``device``.
+    """The denoiser ``D(x, sigma)`` called ``name`` on ``device``: :func:`pnp.resolve.resolve_denoiser`
+    (the resolver of every entry point; its module docstring lists the names and the errors).
 
-    Stateful denoisers (TV warm-starts its inner solver) are built fresh on every call.
-
-    :raises ValueError: closed-form names (they are not denoisers), unknown names (lists them).
+    :raises ValueError: closed-form names (they are not denoisers), unknown names (lists them),
+        checkpoints that cannot be loaded.
     """
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"denoiser name must be a non-empty string, got {name!r}")
-    key = name.strip()
-    low = key.lower()
-    if low in CLOSED_FORM:
-        raise ValueError(f"{key!r} is a closed-form baseline, not a denoiser")
-    if key in _REGISTRY:
-        den = _REGISTRY[key]()
-    elif low == "bm3d":
-        den = BM3DDenoiser()
-    elif low.startswith("py:"):
-        den = _load_factory(key)
-    elif Path(key).expanduser().is_file():
-        import denoisers
+    from pnp.resolve import resolve_denoiser as _resolve
 
-        try:
-            den = denoisers.load(str(Path(key).expanduser()))
-        except Exception as exc:
-            raise ValueError(
-                f"denoiser checkpoint {key!r} could not be loaded by denoisers.load ({exc}); for a "
-                "network of another format use 'py:MODULE:CALLABLE' or benchmarks.baselines."
-                "register_denoiser"
-            ) from None
-    else:
-        import pnp
-
-        try:
-            den = pnp.get_denoiser(key)
-        except ValueError:
-            raise ValueError(
-                f"unknown denoiser {key!r}; known: {', '.join(known_denoisers())}, a checkpoint "
-                "path, or 'py:MODULE:CALLABLE'"
-            ) from None
-    if not callable(den):
-        raise TypeError(f"denoiser {key!r} resolved to a non-callable {type(den).__name__}")
-    if isinstance(den, nn.Module):
-        den.eval()
-        if device is not None:
-            den.to(device)
-    return den
+    return _resolve(name, device=device, argument="denoiser")
 
 
 def closed_form(y: Tensor, physics: Any, lam: float, *, kind: str) -> Tensor:
@@ -317,7 +224,9 @@ def denoiser_fingerprint(name: str) -> str | None:
         raise ValueError(f"denoiser name must be a non-empty string, got {name!r}")
     key = name.strip()
     low = key.lower()
-    if key in _REGISTRY or low in CLOSED_FORM or low in ("tv", "quadratic", "bm3d") or low.startswith("py:"):
+    from pnp.resolve import BUILTIN_LOADERS, _REGISTERED
+
+    if low in _REGISTERED or low in BUILTIN_LOADERS or low in CLOSED_FORM or low.startswith("py:"):
         return None
     path = Path(key).expanduser()
     if path.is_file():

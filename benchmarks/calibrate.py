@@ -30,7 +30,7 @@ import numpy as np
 from benchmarks.baselines import CLOSED_FORM
 from benchmarks.degrade import list_images, resolve_data
 from benchmarks.protocols import Calibration, Protocol, RuleEntry, dump_protocol, load_protocol
-from benchmarks.runner import Task, run_task
+from benchmarks.runner import Task, check_denoisers, run_task
 
 __all__ = ["CalibrationWarning", "DEFAULT_FACTORS", "calibrate", "write_calibrated"]
 
@@ -99,6 +99,7 @@ def calibrate(
     images = list_images(dev_dir)
     if max_images is not None:
         images = images[:max_images]
+    check_denoisers(denoisers, allow_closed_form=True)  # before any grid point runs
     kidx = list(kernels) if kernels is not None else list(range(len(base.kernels)))
     for i in kidx:
         if not 0 <= i < len(base.kernels):

@@ -77,6 +77,7 @@ from benchmarks.protocols import Protocol, load_protocol
 
 __all__ = [
     "BenchConfig",
+    "BenchmarkError",
     "RECORD_KEYS",
     "SOLVER_NAMES",
     "Task",
@@ -97,6 +98,31 @@ RECORD_KEYS = (
     "image", "kernel", "noise", "solver", "denoiser", "psnr", "ssim", "iterations", "converged",
     "final_residual", "monotone", "guarantee", "time_per_iteration", "total_time",
 )
+
+class BenchmarkError(RuntimeError):
+    """Every planned run of a benchmark command failed (the message quotes the first error)."""
+
+
+def check_denoisers(names: tuple[str, ...] | list[str], *, allow_closed_form: bool) -> None:
+    """Resolve every denoiser name once, before any folder is created or any run starts, so that a
+    name that cannot run (unknown, missing or corrupt checkpoint) stops the command with the
+    resolver's error (:func:`pnp.resolve.resolve_denoiser`) instead of one error per run."""
+    from pnp.resolve import resolve_denoiser
+
+    for name in names:
+        if isinstance(name, str) and name.strip().lower() in CLOSED_FORM:
+            if not allow_closed_form:
+                raise ValueError(f"--denoiser {name!r} is a deblurring baseline, not a denoiser")
+            continue
+        resolve_denoiser(name, argument="--denoiser")
+
+
+def _remove_new_folder(outp: Path) -> None:
+    """Remove a results folder this command created (a command that ran nothing leaves nothing)."""
+    import shutil
+
+    shutil.rmtree(outp, ignore_errors=True)
+
 
 _RECORDS = "records.jsonl"
 _RUN = "run.json"
@@ -585,11 +611,13 @@ def run_benchmark(
     outp = Path(out)
     if outp.exists() and not outp.is_dir():
         raise NotADirectoryError(f"--out must be a directory, got existing file {str(outp)!r}")
-    outp.mkdir(parents=True, exist_ok=True)
     protocol = config.effective_protocol()
     device = config.resolved_device()
     data_dir = str(resolve_data(config.data if config.data is not None else protocol.images).resolve())
     data_id = _data_identity(data_dir)
+    check_denoisers(config.denoisers, allow_closed_form=True)  # before the folder exists
+    created = not outp.exists()
+    outp.mkdir(parents=True, exist_ok=True)
     run_info = {"protocol": protocol.to_dict(), "data": data_dir, "data_sha256": data_id}
     run_path = outp / _RUN
     if run_path.exists():
@@ -644,11 +672,13 @@ def run_benchmark(
         + (f"; {len(stale)} recorded with other weights are rerun" if stale else ""))
     new = 0
     errors = 0
+    first_error: list[str] = []
 
     def accept(r: dict[str, Any]) -> None:
         nonlocal new, errors
         if "error" in r:
             errors += 1
+            first_error[:] = first_error or [f"{r['key']}: {r['error']}"]
             _append(outp / _ERRORS, r)
             log(f"  error {r['key']}: {r['error']}")
             return
@@ -681,6 +711,12 @@ def run_benchmark(
             finally:
                 for f in futures:
                     f.cancel()
+    if todo and new == 0 and errors > 0 and (stop_after is None or stop_after > 0):
+        where = f"see {outp / _ERRORS}"
+        if created:
+            _remove_new_folder(outp)
+            where = f"{outp} was not created"
+        raise BenchmarkError(f"all {errors} planned run(s) failed (first: {first_error[0]}); {where}")
     from benchmarks.report import write_all
 
     keys = [t.key() for t in tasks]
@@ -835,15 +871,31 @@ def run_denoise_benchmark(
         raise ValueError("give at least one noise level")
     if not denoisers:
         raise ValueError("give at least one denoiser")
-    for d in denoisers:
-        if d.lower() in CLOSED_FORM:
-            raise ValueError(f"{d!r} is a deblurring baseline, not a denoiser")
-    outp.mkdir(parents=True, exist_ok=True)
-    dev = device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
+    check_denoisers(denoisers, allow_closed_form=False)
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"--dtype must be float32 or float64, got {dtype!r}")
     tdtype = getattr(torch, dtype)
     images = list_images(data)
     if max_images is not None:
         images = images[:max_images]
+    created = not outp.exists()
+    outp.mkdir(parents=True, exist_ok=True)
+    dev = device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return _denoise_benchmark(outp, images, data=data, noise_levels=noise_levels, denoisers=denoisers,
+                                  seed=seed, dtype=dtype, tdtype=tdtype, dev=dev, log=log, command=command)
+    except BaseException:
+        if created and not (outp / _RECORDS).exists():  # nothing recorded: leave nothing behind
+            _remove_new_folder(outp)
+        raise
+
+
+def _denoise_benchmark(outp: Path, images: list[Path], *, data: str, noise_levels: tuple[float, ...],
+                       denoisers: tuple[str, ...], seed: int, dtype: str, tdtype: Any, dev: str,
+                       log: Callable[[str], None], command: str | None) -> list[dict[str, Any]]:
+    from operators import numpy_gaussian_noise
+    from pnp.metrics import psnr
+
     rec_path = outp / _RECORDS
     _repair_tail(rec_path)
     done = load_records(outp)
@@ -864,7 +916,10 @@ def run_denoise_benchmark(
                 t0 = time.perf_counter()
                 with torch.no_grad(), warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    x = den(y, float(nu))
+                    try:
+                        x = den(y, float(nu))
+                    except Exception as exc:  # stops the command (rerun resumes after the fix)
+                        raise BenchmarkError(f"{key}: {type(exc).__name__}: {exc}") from exc
                 elapsed = time.perf_counter() - t0
                 r = {
                     "key": key, "image": path.name, "noise": float(nu), "noise_255": round(float(nu) * 255, 6),

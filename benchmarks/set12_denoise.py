@@ -46,11 +46,16 @@ def evaluate(name: str, levels_255: list[float], *, as_is: bool = False, ensembl
     imgs, where = validation_images(max_images)
     if imgs is None:
         raise FileNotFoundError("no validation set: ../shared/data/set12 (or $PNP_SHARED_DATA/set12) not found")
-    model = denoisers.load(name)
-    inner = getattr(model, "denoiser", model)
+    from pnp.resolve import resolve_denoiser
+
+    model = resolve_denoiser(name, argument="--denoiser")  # the resolver of every entry point
     if hasattr(model, "reg"):  # a ridge regulariser's prox: one model for every level
+        inner = model
         nets = [model.reg]
     else:
+        if not isinstance(model, denoisers.PerChannel):
+            raise ValueError(f"--denoiser {name!r} is not a network of the zoo or a checkpoint")
+        inner = model.denoiser
         nets = [m.net for m in inner.members] if hasattr(inner, "members") else [inner.net]
     rec: dict[str, Any] = {
         "denoiser": name,

@@ -26,12 +26,25 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, or not one of ours."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename).
+
+    The file gets the mode of any new file (``0o666`` less the umask, usually ``0o644``), not the
+    ``0o600`` of the temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+        except (OSError, AttributeError):  # pragma: no cover - a file system or OS without modes
+            pass
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

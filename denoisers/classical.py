@@ -32,12 +32,9 @@ __all__ = ["QuadraticProxDenoiser", "TVDenoiser", "circular_laplacian_spectrum"]
 
 
 def _check_input(x: Tensor) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"x must have shape [B, C, H, W], got shape {tuple(x.shape)}")
-    if x.is_complex() or not x.is_floating_point():
-        raise TypeError(f"x must be a real floating-point tensor, got dtype {x.dtype}")
+    from denoisers.contract import check_input
+
+    check_input(x)
 
 
 def _sigma_per_image(sigma: float | Tensor, x: Tensor) -> Tensor:

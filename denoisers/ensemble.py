@@ -78,8 +78,9 @@ class GeometricEnsemble(Denoiser):
         )
 
     def forward(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.ndim != 4:
-            raise ValueError(f"x must be a [B, C, H, W] tensor, got {getattr(x, 'shape', type(x).__name__)}")
+        from denoisers.contract import check_input
+
+        check_input(x)
         group = dihedral_transforms(x.shape[-2], x.shape[-1])
         acc = None
         for k, flip in group:

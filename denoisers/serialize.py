@@ -150,7 +150,9 @@ def load_denoiser(
         cert = net.certificate
         old = Certificate.from_dict(stored)
         if old.alpha is not None and (cert.alpha is None or abs(cert.alpha - old.alpha) > 1e-6):
+            now = "no averagedness (alpha undefined)" if cert.alpha is None else f"alpha = {cert.alpha:.6g}"
             raise CheckpointError(
-                f"{path}: stored certificate (alpha={old.alpha}) does not match the weights (alpha={cert.alpha})"
+                f"{path}: the stored certificate (alpha = {old.alpha:.6g}) does not match the weights "
+                f"({now}); the file was modified after it was certified"
             )
     return net

@@ -32,11 +32,8 @@ prox with :data:`PNP_TV_INNER_ITERATIONS` warm-started inner iterations per call
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Callable
 
-import numpy as np
-import torch
 from torch import Tensor
 
 from pnp.solvers import PnPADMM, PnPFBS, PnPHQS, SolverResult
@@ -118,69 +115,36 @@ SOLVER_CHOICES = ("auto", *SOLVERS, "variational")
 #: (calibrated on train400 development images; see BENCHMARKS.md, issue 14).
 RIDGE_VARIATIONAL_RULE: dict[str, tuple[float, float]] = {"crr": (1.0, 1.0), "wcrr": (1.0, 1.0)}
 
-_CLASSICAL = ("tv", "quadratic")
 _NOISE_FLOOR = 1e-3
 
 
-def _zoo_names() -> list[str]:
-    try:
-        import denoisers
-    except ImportError:  # pragma: no cover
-        return []
-    available = getattr(denoisers, "available", None)
-    if callable(available):
-        try:
-            return [str(n) for n in available()]
-        except Exception:  # a broken zoo must not break the classical denoisers
-            return []
-    return []
-
-
 def available_denoisers() -> list[str]:
-    """Names accepted by :func:`get_denoiser`: ``"tv"``, ``"quadratic"`` and the zoo's names."""
-    return list(_CLASSICAL) + [n for n in _zoo_names() if n not in _CLASSICAL]
+    """Names accepted by :func:`get_denoiser` (besides checkpoint paths and ``py:MODULE:CALLABLE``):
+    ``"tv"``, ``"quadratic"``, ``"bm3d"`` and the zoo's names (:func:`pnp.resolve.known_denoisers`)."""
+    from pnp.resolve import known_denoisers
+
+    return known_denoisers()
 
 
 def get_denoiser(name: str) -> Callable[..., Tensor]:
-    """A denoiser by name: ``"tv"`` (:class:`denoisers.TVDenoiser`), ``"quadratic"``
-    (:class:`denoisers.QuadraticProxDenoiser`), else ``denoisers.load(name)`` when the weight
-    zoo provides it. Unknown names raise ``ValueError`` listing the known ones."""
-    if not isinstance(name, str):
-        raise TypeError(f"denoiser name must be a str, got {type(name).__name__}")
-    from denoisers.classical import QuadraticProxDenoiser, TVDenoiser
+    """The denoiser that ``name`` stands for: ``"tv"`` (:class:`denoisers.TVDenoiser`),
+    ``"quadratic"`` (:class:`denoisers.QuadraticProxDenoiser`), ``"bm3d"``, a zoo name, a
+    checkpoint path or ``py:MODULE:CALLABLE``; resolved by :func:`pnp.resolve.resolve_denoiser`
+    (the one resolver of every entry point), whose errors it raises."""
+    from pnp.resolve import resolve_denoiser
 
-    key = name.strip().lower()
-    if key == "tv":
-        return TVDenoiser()
-    if key == "quadratic":
-        return QuadraticProxDenoiser()
-    import denoisers
-
-    unknown = f"unknown denoiser {name!r}; known denoisers: {', '.join(available_denoisers())}"
-    load = getattr(denoisers, "load", None)
-    if not callable(load):
-        raise ValueError(unknown)
-    if callable(getattr(denoisers, "available", None)) and name not in _zoo_names():
-        raise ValueError(unknown)
-    try:
-        return load(name)
-    except (KeyError, FileNotFoundError) as exc:
-        raise ValueError(f"{unknown} ({exc})") from None
+    return resolve_denoiser(name, argument="denoiser")
 
 
-def make_blur(kernel: Any) -> Any:
-    """An :class:`operators.FFTBlur` from a tensor/array kernel or a ``load_kernel`` spec."""
-    from operators import FFTBlur, load_kernel
+def make_blur(kernel: Any, *, image_shape: tuple[int, ...] | None = None, name: str = "kernel") -> Any:
+    """An :class:`operators.FFTBlur` from a tensor/array kernel or a ``load_kernel`` spec, checked
+    by :func:`pnp.validate.check_kernel` (finite, no negative or zero mass, no larger than
+    ``image_shape`` when given; normalised to sum 1 with a ``KernelWarning`` if needed)."""
+    from operators import FFTBlur
 
-    if isinstance(kernel, (str, os.PathLike)):
-        kernel = load_kernel(kernel)
-    elif isinstance(kernel, np.ndarray):
-        kernel = torch.from_numpy(np.array(kernel, dtype=np.float64))
-    elif not isinstance(kernel, Tensor):
-        raise TypeError(
-            f"kernel must be a tensor, an array or a spec string, got {type(kernel).__name__}"
-        )
-    return FFTBlur(kernel)
+    from pnp.validate import check_kernel
+
+    return FFTBlur(check_kernel(kernel, name=name, image_shape=image_shape))
 
 
 def default_parameters(
@@ -235,12 +199,19 @@ def deblur(
 
     ``kernel``: a 2-D tensor/array or a spec for :func:`operators.load_kernel`
     (``"gaussian:25:1.6"``, ``"levin:0"``, a file path). ``denoiser``: a name
-    (:func:`available_denoisers`) or a ``denoiser(x, sigma)`` callable. ``solver``: ``"fbs"``,
+    (:func:`available_denoisers`), a checkpoint path (``"weights/my.safetensors"``, written by
+    ``pnp train``), ``"py:MODULE:CALLABLE"`` or a ``denoiser(x, sigma)`` callable. ``solver``: ``"fbs"``,
     ``"hqs"``, ``"admm"``, ``"variational"`` (ridge priors ``"crr"``/``"wcrr"`` only: minimises
     ``1/2 ||Ax - y||^2 + lambda R(x)`` directly, :class:`pnp.solvers.VariationalRidge`) or ``"auto"``
     (default: variational for a ridge prior, which gives the strongest guarantee, else FBS).
     ``sigma``/``gamma``: override the default rule (module docstring); with the variational solver
     ``sigma`` is the prior's noise level and ``gamma`` the multiplier of ``lambda(sigma)``.
+
+    Inputs are checked by :mod:`pnp.validate` (the command line's checks): ``TypeError`` for the
+    wrong kind of object (an array or an integer tensor for ``y``), ``ValueError`` for a wrong
+    value (NaN/Inf, an image outside the ``[0, 1]`` scale, ``noise_level`` outside ``[0, 1]``, a
+    kernel with negative or zero mass or larger than the image); denoiser names go through
+    :func:`pnp.resolve.resolve_denoiser` and raise its errors.
 
     Example::
 
@@ -252,14 +223,17 @@ def deblur(
         >>> res.x.shape
         torch.Size([1, 1, 32, 32])
     """
-    if not isinstance(y, Tensor):
-        raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
-    if y.ndim != 4:
-        raise ValueError(f"y must have shape [B, C, H, W], got shape {tuple(y.shape)}")
-    if isinstance(noise_level, bool) or not isinstance(noise_level, (int, float)):
-        raise TypeError(f"noise_level must be a float, got {type(noise_level).__name__}")
-    if not (math.isfinite(noise_level) and noise_level >= 0.0):
-        raise ValueError(f"noise_level must be finite and >= 0, got {noise_level!r}")
+    from pnp.validate import check_image, check_noise_level, check_positive
+
+    noise_level = check_noise_level(noise_level, name="noise_level")
+    check_image(y, name="y", noise_level=noise_level)
+    for other, value in (("x0", x0), ("x_true", x_true)):
+        if value is not None:
+            check_image(value, name=other, noise_level=noise_level if other == "x0" else 0.0)
+            if value.shape != y.shape:
+                raise ValueError(f"{other} must have the shape of y {tuple(y.shape)}, got {tuple(value.shape)}")
+    sigma = None if sigma is None else check_positive(sigma, name="sigma")
+    gamma = None if gamma is None else check_positive(gamma, name="gamma")
     key = solver.lower() if isinstance(solver, str) else solver
     if key not in SOLVER_CHOICES:
         raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVER_CHOICES)}")
@@ -271,11 +245,8 @@ def deblur(
         den = get_denoiser(denoiser) if isinstance(denoiser, str) else denoiser
     if not callable(den):
         raise TypeError(f"denoiser must be a name or a callable, got {type(den).__name__}")
-    physics = make_blur(kernel).to(y.device)
     h, w = y.shape[-2:]
-    kh, kw = physics.kernel_size
-    if kh > h or kw > w:
-        raise ValueError(f"kernel of size {kh}x{kw} is larger than the image of size {h}x{w}")
+    physics = make_blur(kernel, image_shape=(h, w)).to(y.device)
     opnorm = physics.opnorm(image_size=(h, w))
     if key == "auto":
         key = "variational" if _ridge_kind(den) is not None else "fbs"

@@ -151,14 +151,10 @@ def project(z: torch.Tensor, cfg: AveragedConfig, shape: torch.Size) -> torch.Te
 
 
 def check_image(x: Any, channels: int) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"x must have shape [B, C, H, W], got {tuple(x.shape)}")
-    if x.shape[1] != channels:
-        raise ValueError(f"x has {x.shape[1]} channels, this denoiser expects {channels}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
+    """The denoiser input contract (:func:`denoisers.contract.check_input`) with ``channels``."""
+    from denoisers.contract import check_input
+
+    check_input(x, channels=channels)
 
 
 class AveragedResNet(Denoiser):

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from denoisers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from denoisers.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
 from denoisers.layers.spline import plot_activations, project_splines_, spline_modules, spline_report, tv2_penalty
 from denoisers.models.averaged import AveragedConfig, AveragedResNet
 from denoisers.models.lipschitz_ff import LipschitzFFConfig, LipschitzFFNet
@@ -166,21 +166,30 @@ def _restore(net: AveragedResNet | LipschitzFFNet, opt: torch.optim.Optimizer, t
     opt.load_state_dict(sd)
 
 
-def _plot_curve(history: dict[str, list], path: Path) -> None:
+def _plot_curve(history: dict[str, list], path: Path, final: tuple[int, float] | None = None) -> None:
+    """Training curve; ``final`` = ``(step, PSNR)`` of the frozen network, drawn apart."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
     if history.get("loss_step"):
-        ax[0].semilogy(history["loss_step"], history["loss"], lw=0.8)
+        # in the units of the right panel: 10 log10(1 / MSE) on [0, 1] images is a PSNR
+        mse = np.clip(np.asarray(history["loss"], dtype=np.float64), 1e-30, None)
+        ax[0].plot(history["loss_step"], 10 * np.log10(1 / mse), ".-", lw=0.8, ms=3)
     ax[0].set_xlabel("step")
-    ax[0].set_ylabel("training MSE (running mean)")
+    ax[0].set_ylabel("10 log10(1 / MSE) (dB)")
+    ax[0].set_title("training patches (running mean of the MSE)", fontsize=9)
     if history.get("val_step"):
-        ax[1].plot(history["val_step"], history["val_psnr"], "o-")
+        ax[1].plot(history["val_step"], history["val_psnr"], "o-", label="during training")
+    if final is not None and final[1] is not None:
+        ax[1].plot([final[0]], [final[1]], "*", ms=12, label="after freezing (certified)")
+        ax[1].legend(fontsize=8)
     ax[1].set_xlabel("step")
     ax[1].set_ylabel("validation PSNR (dB)")
+    ax[1].yaxis.set_tick_params(labelleft=True)
+    ax[1].set_title("validation images", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -352,19 +361,21 @@ def train(
             "steps": config.steps,
             "seed": config.seed,
             "train_config": _cfg_json(config),
-            "validation": {"set": val_desc, "sigma": val_sigma, "psnr": final_psnr, "noise": "numpy default_rng(0) per image"},
+            "validation": {"set": val_desc, "sigma": val_sigma, "psnr": final_psnr, "noise": "numpy default_rng(0) per image",
+                           "psnr_when": "after freeze() (steps from the certified norm bounds); history.val_psnr "
+                                        "holds the values logged during training, before freezing"},
             "history": history,
             "init": init_name,
             "world_size": world,
             "training_seconds": time.time() - t0,
         }
         save_denoiser(net, out, metadata=meta)
-        _plot_curve(history, out.with_suffix(".curve.png"))
+        _plot_curve(history, out.with_suffix(".curve.png"), final=(config.steps, final_psnr))
         extra: dict[str, Any] = {}
         if has_splines:
             plot_activations(net, out.with_suffix(".activations.png"))
             extra["splines"] = spline_report(net)
-        (out.with_suffix(".json")).write_text(json.dumps({k: v for k, v in meta.items() if k != "history"} | {"certificate": cert.to_dict(), "architecture": architecture.to_dict()} | extra, indent=2))
+        atomic_write_bytes(out.with_suffix(".json"), json.dumps({k: v for k, v in meta.items() if k != "history"} | {"certificate": cert.to_dict(), "architecture": architecture.to_dict()} | extra, indent=2).encode())
     if distributed:
         import torch.distributed as dist
 

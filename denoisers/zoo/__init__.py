@@ -39,6 +39,7 @@ from deepinv.models import Denoiser
 from torch import nn
 
 from denoisers.certificate import Certificate
+from denoisers.contract import check_input, sigma_vector
 from denoisers.serialize import load_denoiser
 
 __all__ = ["available", "load", "manifest_digests", "weights_dir", "ScaledDenoiser", "ZooFamily", "PerChannel"]
@@ -67,18 +68,7 @@ def available() -> list[str]:
 
 
 def _sigma_vec(sigma: Any, batch: int, like: torch.Tensor) -> torch.Tensor:
-    if isinstance(sigma, torch.Tensor):
-        s = sigma.detach().to(device=like.device, dtype=like.dtype).flatten()
-        s = s.expand(batch) if s.numel() == 1 else s
-        if s.numel() != batch:
-            raise ValueError(f"sigma must be a float or a [B] tensor with B={batch}, got shape {tuple(sigma.shape)}")
-    else:
-        if sigma is None:
-            raise ValueError("sigma is required")
-        s = torch.full((batch,), float(sigma), device=like.device, dtype=like.dtype)
-    if not torch.isfinite(s).all() or (s <= 0).any():
-        raise ValueError(f"sigma must be finite and > 0, got {s.tolist()}")
-    return s
+    return sigma_vector(sigma, batch, like)
 
 
 class ScaledDenoiser(Denoiser):
@@ -98,6 +88,7 @@ class ScaledDenoiser(Denoiser):
         return self.net.certificate
 
     def forward(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
+        check_input(x)
         s = _sigma_vec(sigma, x.shape[0], x)
         c = (self.train_sigma / s).view(-1, 1, 1, 1)
         return self.net(x * c, self.train_sigma) / c
@@ -117,6 +108,7 @@ class PerChannel(Denoiser):
         return self.denoiser.certificate
 
     def forward(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
+        check_input(x)
         b, c = x.shape[:2]
         if c == 1:
             return self.denoiser(x, sigma)
@@ -180,6 +172,7 @@ class ZooFamily(Denoiser):
         )
 
     def forward(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
+        check_input(x)
         s = _sigma_vec(sigma, x.shape[0], x)
         idx = self.member_index(s, x.shape[0], x)
         out = torch.empty_like(x)

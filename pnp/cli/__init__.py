@@ -3,7 +3,12 @@
 Each sub-command lives in its own module with ``add_parser(subparsers)`` and ``run(args)``.
 Known errors, including argparse's own (unknown choice, missing or malformed argument), become
 one clear line ``pnp <cmd>: error: <msg>`` on stderr and exit code 2, never a usage block or a
-traceback. ``main(argv)`` returns the exit code instead of raising ``SystemExit``.
+traceback; warnings (e.g. ``KernelWarning``) are one line ``pnp <cmd>: warning: <msg> (Category)``
+without the source line that Python's default format adds. ``main(argv)`` returns the exit code
+instead of raising ``SystemExit``.
+
+Start-up is kept short (``pnp --help`` must not import torch): the sub-command modules import
+only ``argparse`` and light helpers at module level, and everything heavy inside ``run``.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from typing import Sequence
 
 __all__ = ["main", "CLIError"]
@@ -87,14 +93,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (and any other argparse exit action): keep its code
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 2)
+    prog = " ".join(["pnp", args.command, *([args.bench_kind] if getattr(args, "bench_kind", None) else [])])
+
+    def show(message, category, filename, lineno, file=None, line=None):  # one line, no source
+        print(f"{prog}: warning: {_one_line(message)} ({category.__name__})", file=sys.stderr)
+
     try:
-        rc = args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            rc = args.func(args)
     except KeyboardInterrupt:
         print("pnp: interrupted", file=sys.stderr)
         return 130
     except (CLIError, ValueError, TypeError, FileNotFoundError, NotADirectoryError,
             IsADirectoryError, PermissionError, FileExistsError, OSError) as exc:
-        print(f"pnp {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     return int(rc or 0)
 

@@ -1,4 +1,8 @@
-"""Helpers shared by ``pnp deblur`` and ``pnp denoise``: demo image, output checks, report, plot."""
+"""Helpers shared by ``pnp deblur`` and ``pnp denoise``: demo image, output plan, report, plot.
+
+Heavy modules (numpy, torch, matplotlib) are imported inside the functions: the command line
+imports this module to build its parser, and ``pnp --help`` must not wait for torch.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,27 @@ import math
 import platform
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-from torch import Tensor
+from pnp.cli._outputs import OutputPlan
 
-from pnp.io import IMAGE_SUFFIXES, read_image
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import Tensor
+
+#: Image suffixes the writers accept (:data:`pnp.io.IMAGE_SUFFIXES`, repeated here to keep the
+#: parser free of torch; a test checks that both agree).
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+#: The ``--denoiser`` help of every command (what :func:`pnp.resolve.resolve_denoiser` accepts).
+DENOISER_HELP = (
+    "tv, quadratic, bm3d, a zoo name (rk-averaged: the certified network family, or one member), "
+    "a checkpoint file (.safetensors, written by pnp train) or py:MODULE:CALLABLE"
+)
 
 __all__ = [
+    "DENOISER_HELP",
+    "IMAGE_SUFFIXES",
+    "OutputPlan",
     "check_outputs",
     "check_source",
     "demo_image",
@@ -43,6 +59,8 @@ def positive_int(text: str) -> int:
 
 def demo_image(size: int = 256) -> Tensor:
     """scikit-image's ``camera`` (grey, 512x512), resized to ``size x size``: ``[1, 1, H, W]``."""
+    import numpy as np
+    import torch
     from skimage import data, transform
 
     img = data.camera().astype(np.float64) / 255.0
@@ -64,27 +82,34 @@ def load_input(image: str | None, demo: bool, size: int) -> tuple[Tensor, str]:
     check_source(image, demo)
     if demo:
         return demo_image(size), f"demo: skimage.data.camera() resized to {size}x{size}"
-    return read_image(image), str(image)
+    from pnp.io import read_image
+
+    try:
+        return read_image(image), str(image)
+    except (FileNotFoundError, IsADirectoryError, ValueError, PermissionError) as exc:
+        msg = str(exc)
+        raise type(exc)(f"IMAGE {str(image)!r}: {msg}" if str(image) not in msg else f"IMAGE: {msg}") from None
 
 
-def check_outputs(args: Any) -> None:
-    """Fail early (before any computation) on existing outputs without --force."""
-    out = Path(args.out)
-    if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise ValueError(f"--out {str(out)!r} must end with one of {', '.join(IMAGE_SUFFIXES)}")
-    for name in ("out", "report", "plot"):
-        value = getattr(args, name, None)
-        if value is None:
-            continue
-        p = Path(value)
-        if p.exists() and not args.force:
-            raise FileExistsError(f"--{name} {str(p)!r} exists (use --force to overwrite)")
-        if not p.parent.exists():
-            raise FileNotFoundError(f"--{name}: directory {str(p.parent)!r} does not exist")
+def check_outputs(args: Any) -> OutputPlan:
+    """Plan ``--out`` (an image), ``--report`` (JSON) and ``--plot`` (PNG) before any computation
+    (:class:`~pnp.cli._outputs.OutputPlan`: folders exist and are writable, no existing file
+    without ``--force``, no two outputs the same file); returns the plan, whose outputs are
+    staged and committed at the end."""
+    plan = OutputPlan(force=bool(getattr(args, "force", False)))
+    out = plan.add("--out", args.out, suffixes=IMAGE_SUFFIXES)
+    if getattr(args, "bits", 8) == 16 and out.suffix.lower() in (".jpg", ".jpeg"):
+        raise ValueError(f"--bits 16 needs a .png or .tif --out, got {str(args.out)!r}")
+    if getattr(args, "report", None) is not None:
+        plan.add("--report", args.report, suffixes=(".json",))
+    if getattr(args, "plot", None) is not None:
+        plan.add("--plot", args.plot, suffixes=(".png", ".pdf", ".svg"))
+    return plan
 
 
 def environment(x: Tensor) -> dict[str, Any]:
     import deepinv
+    import torch
 
     return {
         "python": platform.python_version(),
@@ -121,6 +146,7 @@ def write_plot(path: str, residual: Tensor, psnr: Tensor | None, *, title: str, 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     ncols = 2 if psnr is not None else 1
     fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 3.6), squeeze=False)

@@ -19,6 +19,8 @@ import argparse
 import shlex
 import sys
 
+from pnp.cli._common import DENOISER_HELP
+
 __all__ = ["add_parser", "run", "run_calibrate"]
 
 
@@ -54,8 +56,18 @@ def _noise(text: str | None) -> list[float] | None:
     if text is None:
         return None
     from benchmarks.protocols import parse_noise
+    from pnp.validate import check_noise_level
 
-    return [parse_noise(t) for t in _names(text)]
+    levels = []
+    for t in _names(text):
+        try:
+            nu = parse_noise(t)
+        except ValueError as exc:
+            raise ValueError(f"--noise {t!r}: {exc}") from None
+        levels.append(check_noise_level(nu, name=f"--noise {t!r}"))
+    if not levels:
+        raise ValueError(f"--noise needs at least one level, got {text!r}")
+    return levels
 
 
 def _common(p: argparse.ArgumentParser, *, data_required: bool) -> None:
@@ -63,8 +75,10 @@ def _common(p: argparse.ArgumentParser, *, data_required: bool) -> None:
     p.add_argument("--data", required=data_required, default=None,
                    help="image folder (a path, or a folder name under shared/data; default: the protocol's)")
     p.add_argument("--noise", default=None, help="noise levels, e.g. 0.01,7.65/255 (default: the protocol's)")
-    p.add_argument("--denoiser", required=True, help="comma-separated denoiser names")
-    p.add_argument("--solver", default="fbs", help="comma-separated: fbs,hqs,admm,deepinv-pgd,variational (variational: the ridge priors crr/wcrr only; default fbs)")
+    p.add_argument("--denoiser", required=True,
+                   help="comma-separated: " + DENOISER_HELP + ", or the closed-form wiener, tikhonov")
+    p.add_argument("--solver", default="fbs", help="comma-separated: fbs,hqs,admm,deepinv-pgd,variational "
+                   "(variational: the ridge priors crr/wcrr only; default fbs)")
     p.add_argument("--kernels", default=None, help="kernel indices into the protocol, e.g. 0,9 (default all)")
     p.add_argument("--max-images", type=_positive_int, default=None, help="first N images only")
     p.add_argument("--max-iter", type=_positive_int, default=None, help="override every iteration budget")
@@ -123,8 +137,14 @@ def run(args: argparse.Namespace) -> int:
         max_images=args.max_images, max_iter=args.max_iter, workers=args.workers,
         device=args.device, save_images=args.save_images, shard=_shard(args.shard),
     )
+    from benchmarks.runner import BenchmarkError
+    from pnp.cli import CLIError
+
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    records = run_benchmark(cfg, args.out, log=log, command="pnp " + shlex.join(sys.argv[1:]))
+    try:
+        records = run_benchmark(cfg, args.out, log=log, command="pnp " + shlex.join(sys.argv[1:]))
+    except BenchmarkError as exc:  # every planned run failed: exit 2
+        raise CLIError(str(exc)) from None
     print(psnr_table(records), end="")
     print(f"wrote {args.out}/results.json, results.csv, summary.md, plots/")
     return 0
@@ -135,11 +155,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     from benchmarks.calibrate import calibrate, write_calibrated
 
+    from pnp.cli._outputs import OutputPlan
+
     out = Path(args.out)
-    if out.suffix != ".toml":
-        raise ValueError(f"--out must end with .toml, got {str(out)!r}")
-    if out.exists() and not args.force:
-        raise FileExistsError(f"--out {str(out)!r} exists (use --force to overwrite)")
+    plan = OutputPlan(force=args.force)  # both files checked before the (long) calibration
+    plan.add("--out", out, suffixes=(".toml",))
+    plan.add("--out (scores beside it)", out.with_suffix(".scores.json"))
     protocol, scores = calibrate(
         args.protocol, data=args.data, denoisers=tuple(_names(args.denoiser)),
         solvers=tuple(_names(args.solver)),

@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if args.iterations < 2:
         raise ValueError(f"--iterations must be >= 2, got {args.iterations}")
     denoiser = args.denoiser or _default_denoiser()
+    from benchmarks.runner import check_denoisers
+
+    check_denoisers([denoiser], allow_closed_form=False)  # before any measurement
     result = measure_speed(sizes=sizes, denoiser=denoiser, kernel=args.kernel, iterations=args.iterations,
                            overhead_size=args.overhead_size, overhead_iterations=args.overhead_iterations,
                            repeats=args.repeats, device=args.device,

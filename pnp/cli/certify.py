@@ -19,9 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
-import torch
+from pnp.cli._outputs import OutputPlan
 
 __all__ = ["add_parser", "run"]
 
@@ -34,33 +33,45 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", metavar="WEIGHTS_OR_NAME", help="a zoo name (see denoisers.available()) or a .safetensors file")
-    p.add_argument("--json", dest="json_out", default=None, help="write the results as JSON here")
+    p.add_argument("--json", dest="json_out", default=None, help="write the results as JSON here (.json; default none)")
     p.add_argument("--sigma", type=float, default=25 / 255, help="noise level for the checks (default 25/255)")
     p.add_argument("--size", type=int, default=32, help="image size for the empirical checks (default 32)")
     p.add_argument("--steps", type=int, default=100, help="adversarial search steps (default 100)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    p.add_argument("--seed", type=int, default=0, help="seed of the empirical searches (default 0)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --json file (default: refuse)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import denoisers
-    from denoisers.estimate import adversarial_averagedness, adversarial_lipschitz, jacobian_spectral_norm
-    from denoisers.layers.spline import spline_report
-
     if args.size < 8:
         raise ValueError(f"--size must be >= 8, got {args.size}")
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    if not args.sigma > 0:
-        raise ValueError(f"--sigma must be > 0, got {args.sigma}")
-    if args.json_out and Path(args.json_out).exists() and not args.force:
-        raise FileExistsError(f"--json {args.json_out} exists; pass --force to overwrite")
+    from pnp.validate import check_positive
+
+    check_positive(args.sigma, name="--sigma")
+    plan = OutputPlan(force=args.force)
+    if args.json_out:
+        plan.add("--json", args.json_out, suffixes=(".json",))
+    with plan:
+        return _run(args, plan)
+
+
+def _run(args: argparse.Namespace, plan: OutputPlan) -> int:
+    import torch
+
+    from denoisers.estimate import adversarial_averagedness, adversarial_lipschitz, jacobian_spectral_norm
+    from denoisers.layers.spline import spline_report
+    from pnp.resolve import resolve_denoiser
+
     t0 = time.perf_counter()  # loading recomputes the certificate: time both
-    model = denoisers.load(args.model, verify=True)  # recompute, never trust a stored certificate
+    # recompute, never trust a stored certificate
+    model = resolve_denoiser(args.model, argument="WEIGHTS_OR_NAME", verify=True)
     if hasattr(model, "reg"):
-        return _run_ridge(args, model, t0)
-    cert = model.certificate
+        return _run_ridge(args, model, t0, plan)
+    cert = getattr(model, "certificate", None)
+    if cert is None:
+        raise ValueError(f"WEIGHTS_OR_NAME {args.model!r} has no certificate to check")
     t_cert = time.perf_counter() - t0
     g = torch.Generator().manual_seed(args.seed)
     # start the searches near natural-image-like inputs: smooth random field plus noise
@@ -110,19 +121,21 @@ def run(args: argparse.Namespace) -> int:
               f"mean {sum(eff) / len(eff):.2f} (min {min(eff)}, max {max(eff)})")
     print(f"consistent       : {'yes' if holds else 'NO: an empirical lower bound exceeds the certificate'}")
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(out, indent=2, default=str))
+        plan.stage("--json", lambda tmp: tmp.write_text(json.dumps(out, indent=2, default=str)))
+        plan.commit()
     return 0 if holds else 1
 
 
-def _x0(args: argparse.Namespace) -> torch.Tensor:
+def _x0(args: argparse.Namespace):
+    import torch
+
     g = torch.Generator().manual_seed(args.seed)
     base = torch.rand(1, 1, args.size // 4, args.size // 4, generator=g)
     x0 = torch.nn.functional.interpolate(base, size=(args.size, args.size), mode="bilinear", align_corners=False)
     return x0 + args.sigma * torch.randn(x0.shape, generator=g)
 
 
-def _run_ridge(args: argparse.Namespace, model, t0: float) -> int:
+def _run_ridge(args: argparse.Namespace, model, t0: float, plan) -> int:
     from denoisers.estimate import (
         adversarial_averagedness,
         adversarial_lipschitz,
@@ -188,6 +201,6 @@ def _run_ridge(args: argparse.Namespace, model, t0: float) -> int:
           + ("" if avg is None else f"; firm non-expansiveness ratio {avg.value:.6f} (<= 1)"))
     print(f"consistent       : {'yes' if holds else 'NO: an empirical lower bound exceeds the certificate'}")
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(out, indent=2, default=str))
+        plan.stage("--json", lambda tmp: tmp.write_text(json.dumps(out, indent=2, default=str)))
+        plan.commit()
     return 0 if holds else 1

@@ -10,13 +10,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from typing import Any
 
-import torch
-
 from pnp.cli._common import (
+    DENOISER_HELP,
     check_outputs,
     check_source,
     environment,
@@ -49,53 +47,58 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--kernel", default=None,
         help=f"kernel spec or file (default {DEFAULT_KERNEL}; required with --blurred)",
     )
-    p.add_argument("--noise", type=float, default=0.01, help="noise std on [0,1] (default 0.01)")
+    p.add_argument("--noise", type=float, default=0.01, help="noise std on the [0,1] scale, at most 1 (default 0.01)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--blurred", action="store_true", help="IMAGE is already the observation")
-    p.add_argument("--denoiser", default="tv",
-                   help="tv, quadratic, a zoo name (rk-averaged, crr, wcrr, ...) or a checkpoint (default tv)")
+    p.add_argument("--denoiser", default="tv", help=DENOISER_HELP + " (default tv)")
     p.add_argument("--solver", choices=("auto", "fbs", "hqs", "admm", "variational"), default="auto",
-                   help="auto (default): variational for the ridge priors crr/wcrr, else fbs; variational: "
-                   "minimise 1/2||Ax-y||^2 + lambda R(x) directly (crr, wcrr only)")
+                   help="auto (default): variational for the ridge priors crr/wcrr, else fbs (forward-backward); "
+                   "hqs (half-quadratic splitting); admm; variational: minimise 1/2||Ax-y||^2 + lambda R(x) "
+                   "directly (crr, wcrr only)")
     p.add_argument("--sigma", type=float, default=None, help="denoiser sigma (default: rule)")
     p.add_argument("--gamma", type=float, default=None, help="step size (default: rule; 1/||A||^2, or 1.95/||A||^2 for learned denoisers in FBS)")
-    p.add_argument("--max-iter", type=positive_int, default=150, help="default 150")
-    p.add_argument("--tol", type=float, default=1e-4, help="stop when residual < tol (1e-4)")
+    p.add_argument("--max-iter", type=positive_int, default=150, help="iteration budget (default 150)")
+    p.add_argument("--tol", type=float, default=1e-4, help="stop when the relative residual < tol (default 1e-4)")
     p.add_argument("--out", required=True, help="restored image (.png/.tif/.jpg)")
-    p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="output bit depth")
-    p.add_argument("--report", default=None, help="write a JSON report")
-    p.add_argument("--plot", default=None, help="write residual/PSNR plot (PNG)")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="output bit depth (default 8)")
+    p.add_argument("--report", default=None, help="write a JSON report (.json; default none)")
+    p.add_argument("--plot", default=None, help="write the residual/PSNR plot (.png/.pdf/.svg; default none)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs (default: refuse)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import pnp
-    from operators import add_gaussian_noise
-    from pnp.io import write_image
+    from pnp.validate import check_noise_level, check_positive
 
-    if not math.isfinite(args.noise) or args.noise < 0:
-        raise ValueError(f"--noise must be finite and >= 0, got {args.noise!r}")
-    if not (math.isfinite(args.tol) and args.tol > 0):
-        raise ValueError(f"--tol must be > 0, got {args.tol!r}")
+    check_noise_level(args.noise, name="--noise")
+    check_positive(args.tol, name="--tol")
     for name in ("sigma", "gamma"):
-        v = getattr(args, name)
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise ValueError(f"--{name} must be > 0, got {v!r}")
+        if getattr(args, name) is not None:
+            check_positive(getattr(args, name), name=f"--{name}")
     if args.blurred and args.demo:
         raise ValueError("--blurred needs an IMAGE (the observation), not --demo")
     if args.blurred and args.kernel is None:
         raise ValueError("--blurred needs --kernel (the kernel file or spec)")
     check_source(args.image, args.demo)
-    check_outputs(args)
-    kernel_spec = args.kernel or DEFAULT_KERNEL
+    with check_outputs(args) as plan:  # every output checked before any work; written at the end
+        return _run(args, plan)
 
+
+def _run(args: argparse.Namespace, plan: Any) -> int:
+    import torch
+
+    import pnp
+    from operators import add_gaussian_noise
+    from pnp.io import write_image
+    from pnp.resolve import resolve_denoiser
+
+    kernel_spec = args.kernel or DEFAULT_KERNEL
     image, source = load_input(args.image, args.demo, args.size)
-    physics = pnp.make_blur(kernel_spec)
+    physics = pnp.make_blur(kernel_spec, image_shape=tuple(image.shape[-2:]), name="--kernel")
     kh, kw = physics.kernel_size
-    h, w = image.shape[-2:]
-    if kh > h or kw > w:
-        raise ValueError(f"kernel {kernel_spec!r} of size {kh}x{kw} is larger than the image ({h}x{w})")
+    # "tv" by name: pnp.deblur's warm-started TV; everything else resolved here, before any work
+    denoiser = (args.denoiser if args.denoiser.strip().lower() == "tv"
+                else resolve_denoiser(args.denoiser, argument="--denoiser"))
     if args.blurred:
         x_true, y = None, image
     else:
@@ -104,12 +107,12 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     result = pnp.deblur(
-        y, physics.kernel.to(torch.float64), noise_level=args.noise, denoiser=args.denoiser,
+        y, physics.kernel.to(torch.float64), noise_level=args.noise, denoiser=denoiser,
         solver=args.solver, sigma=args.sigma, gamma=args.gamma, max_iter=args.max_iter,
         tol=args.tol, x_true=x_true, progress=progress_enabled(),
     )
     elapsed = time.perf_counter() - t0
-    write_image(args.out, result.x, bits=args.bits, overwrite=args.force)
+    plan.stage("--out", lambda tmp: write_image(tmp, result.x, bits=args.bits, overwrite=True))
 
     psnr_in = psnr_out = None
     if x_true is not None:
@@ -120,7 +123,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"iterations    : {result.iterations} ({result.stop_reason})")
     print(f"converged     : {result.converged}")
     print(f"{result.guarantee.summary()}")
-    print(f"wrote {args.out} in {elapsed:.1f} s")
 
     report: dict[str, Any] = {
         "psnr": psnr_out,
@@ -150,15 +152,16 @@ def run(args: argparse.Namespace) -> int:
         "environment": environment(result.x),
     }
     if args.report:
-        write_report(args.report, report, force=args.force)
-        print(f"wrote {args.report}")
+        plan.stage("--report", lambda tmp: write_report(tmp, report, force=True))
     if args.plot:
         if result.iterations == 0:
             raise ValueError("--plot: no iteration to plot")
-        write_plot(
-            args.plot, result.history.residual, result.history.psnr,
+        plan.stage("--plot", lambda tmp: write_plot(
+            tmp, result.history.residual, result.history.psnr,
             title=f"{result.params.solver.upper()} / {args.denoiser} / {kernel_spec} / noise {args.noise}",
-            force=args.force,
-        )
-        print(f"wrote {args.plot}")
+            force=True,
+        ))
+    for path in plan.commit():
+        print(f"wrote {path}")
+    print(f"time          : {elapsed:.1f} s")
     return 0

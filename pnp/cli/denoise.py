@@ -9,13 +9,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from typing import Any
 
-import torch
-
 from pnp.cli._common import (
+    DENOISER_HELP,
     check_outputs,
     check_source,
     environment,
@@ -39,36 +37,43 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("image", nargs="?", metavar="IMAGE", help="PNG/TIFF/JPEG, grey or colour, 8/16 bit")
     p.add_argument("--demo", action="store_true", help="use skimage.data.camera() resized")
     p.add_argument("--size", type=positive_int, default=256, help="demo image size (default 256)")
-    p.add_argument("--noise", type=float, default=0.05, help="noise std on [0,1] (default 0.05)")
+    p.add_argument("--noise", type=float, default=0.05, help="noise std on the [0,1] scale, at most 1 (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--noisy", action="store_true", help="IMAGE is already noisy")
-    p.add_argument("--denoiser", default="tv", help="tv, quadratic or a zoo name (default tv)")
+    p.add_argument("--denoiser", default="tv", help=DENOISER_HELP + " (default tv)")
     p.add_argument("--sigma", type=float, default=None, help="denoiser sigma (default --noise)")
     p.add_argument("--ensemble", action="store_true",
                    help="average the denoiser over the 8 symmetries of the square (keeps the certificate, 8x cost)")
     p.add_argument("--out", required=True, help="denoised image (.png/.tif/.jpg)")
-    p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="output bit depth")
-    p.add_argument("--report", default=None, help="write a JSON report")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="output bit depth (default 8)")
+    p.add_argument("--report", default=None, help="write a JSON report (.json; default none)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs (default: refuse)")
     p.set_defaults(func=run, plot=None)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pnp.validate import check_noise_level, check_positive
+
+    check_noise_level(args.noise, name="--noise")
+    if args.noisy and args.demo:
+        raise ValueError("--noisy needs an IMAGE (the noisy observation), not --demo")
+    sigma = check_positive(args.noise if args.sigma is None else args.sigma,
+                           name="--sigma" if args.sigma is not None else "--sigma (default --noise)")
+    check_source(args.image, args.demo)
+    with check_outputs(args) as plan:  # every output checked before any work; written at the end
+        return _run(args, plan, sigma)
+
+
+def _run(args: argparse.Namespace, plan: Any, sigma: float) -> int:
+    import torch
+
     import pnp
     from operators import add_gaussian_noise
     from pnp.io import write_image
+    from pnp.resolve import resolve_denoiser
 
-    if not math.isfinite(args.noise) or args.noise < 0:
-        raise ValueError(f"--noise must be finite and >= 0, got {args.noise!r}")
-    if args.noisy and args.demo:
-        raise ValueError("--noisy needs an IMAGE (the noisy observation), not --demo")
-    sigma = args.noise if args.sigma is None else args.sigma
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"--sigma (default --noise) must be > 0, got {sigma!r}")
-    check_source(args.image, args.demo)
-    check_outputs(args)
     image, source = load_input(args.image, args.demo, args.size)
-    denoiser = pnp.get_denoiser(args.denoiser)
+    denoiser = resolve_denoiser(args.denoiser, argument="--denoiser")
     if args.ensemble:
         from denoisers import GeometricEnsemble
 
@@ -81,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     with torch.no_grad():
         out = denoiser(y, sigma)
     elapsed = time.perf_counter() - t0
-    write_image(args.out, out, bits=args.bits, overwrite=args.force)
+    plan.stage("--out", lambda tmp: write_image(tmp, out, bits=args.bits, overwrite=True))
     psnr_in = psnr_out = None
     if x_true is not None:
         psnr_in = float(pnp.psnr(y, x_true)[0])
@@ -93,7 +98,6 @@ def run(args: argparse.Namespace) -> int:
         "certificate   : "
         + ("none" if cert is None else f"Lipschitz <= {cert.lipschitz_bound:g}, alpha = {cert.alpha}")
     )
-    print(f"wrote {args.out} in {elapsed:.2f} s")
     report: dict[str, Any] = {
         "psnr": psnr_out,
         "psnr_input": psnr_in,
@@ -112,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         "environment": environment(out),
     }
     if args.report:
-        write_report(args.report, report, force=args.force)
-        print(f"wrote {args.report}")
+        plan.stage("--report", lambda tmp: write_report(tmp, report, force=True))
+    for path in plan.commit():
+        print(f"wrote {path}")
+    print(f"time          : {elapsed:.2f} s")
     return 0

@@ -36,6 +36,41 @@ import argparse
 __all__ = ["add_parser", "run"]
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _check_outputs(out: str, resume: bool) -> None:
+    """``--out`` and the files written beside it, before any work: a ``.safetensors`` path that is
+    no folder, in a folder that exists or can be created (its nearest existing ancestor is a
+    writable folder), and, unless ``--resume``, none of the outputs exists yet."""
+    import os
+    from pathlib import Path
+
+    p = Path(out).expanduser()
+    if p.suffix != ".safetensors":
+        raise ValueError(f"--out {out!r} must end with .safetensors")
+    if p.is_dir():
+        raise IsADirectoryError(f"--out {out!r} is a directory")
+    anc = p.parent if str(p.parent) else Path(".")
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise NotADirectoryError(f"--out {out!r}: {str(anc)!r} is not a directory")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {out!r}: directory {str(anc)!r} is not writable")
+    if not resume:
+        for q in (p, p.with_suffix(".json"), p.with_suffix(".curve.png")):
+            if q.exists():
+                raise FileExistsError(f"--out {out!r}: {str(q)!r} exists (choose another path, or --resume)")
+
+
 def _sigma_range(text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in text.split(":"))
@@ -57,13 +92,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output .safetensors (a .json, .curve.png and .state.safetensors are written beside it)")
     p.add_argument("--init", default=None, help="start from a zoo model or checkpoint (fine-tuning)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.state.safetensors")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--patch-size", type=int, default=40)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--validate-every", type=int, default=500)
-    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--steps", type=_positive_int, default=2000, help="optimiser steps (default 2000)")
+    p.add_argument("--batch-size", type=_positive_int, default=16, help="patches per step (default 16)")
+    p.add_argument("--patch-size", type=_positive_int, default=40, help="patch side in pixels (default 40)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, cosine decay (default 1e-3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and patches (default 0)")
+    p.add_argument("--validate-every", type=_positive_int, default=500,
+                   help="validation PSNR every N steps, before freezing (default 500)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=100,
+                   help="write the resumable state every N steps (default 100)")
     p.add_argument("--family", choices=("rk", "ff", "crr", "wcrr"), default=None,
                    help="rk: averaged gradient-step ResNet (default); ff: feed-forward 1-Lipschitz CNN; "
                         "crr / wcrr: convex / weakly convex ridge regulariser, one model for every noise level "
@@ -99,7 +136,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--unconstrained", action="store_true", default=None,
                    help="rk: no spectral constraint (a learned free step per block): an uncertified "
                         "baseline of the same architecture, to measure the price of the certificate")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: on a terminal only)")
     p.set_defaults(func=run)
 
 
@@ -116,12 +154,21 @@ def _refuse(flags: dict, family: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from pnp.validate import check_noise_level, check_positive
+
+    check_noise_level(args.sigma, name="--sigma", allow_zero=False)
+    check_positive(args.lr, name="--lr")
+    if args.sigma_range is not None:
+        lo, hi = (check_noise_level(v, name="--sigma-range", allow_zero=False) for v in args.sigma_range)
+        if not lo < hi:
+            raise ValueError(f"--sigma-range must be LO:HI with LO < HI, got {lo:g}:{hi:g}")
+    _check_outputs(args.out, args.resume)
+
     import denoisers
     from denoisers.models import AveragedConfig, LipschitzFFConfig
     from denoisers.train import TrainConfig, train
+    from pnp.resolve import resolve_denoiser
 
-    if not args.sigma > 0:
-        raise ValueError(f"--sigma must be > 0, got {args.sigma}")
     if args.family in ("crr", "wcrr"):
         return _run_ridge(args)
     _refuse({"--ridge-mode": args.ridge_mode, "--time-budget": args.time_budget}, args.family or "rk")
@@ -129,13 +176,15 @@ def run(args: argparse.Namespace) -> int:
     for d in data or []:
         if not Path(d).exists():
             raise FileNotFoundError(f"--data folder not found: {d}")
+        if not Path(d).is_dir():
+            raise NotADirectoryError(f"--data {d!r} is not a folder")
     rk_only = {"--channels": args.channels, "--hidden": args.hidden, "--alpha-block": args.alpha_block,
                "--integrator": args.integrator, "--pixel-unshuffle": args.pixel_unshuffle}
     ff_only = {"--features": args.features, "--spline-slope-min": getattr(args, "spline_slope_min", None)}
     rk_only["--unconstrained"] = args.unconstrained
     init_net = None
     if args.init:
-        loaded = denoisers.load(args.init)
+        loaded = resolve_denoiser(args.init, argument="--init")
         inner = loaded.denoiser if hasattr(loaded, "denoiser") else loaded
         inner = inner.net if hasattr(inner, "net") else inner
         if not isinstance(inner, (denoisers.AveragedResNet, denoisers.LipschitzFFNet)):
@@ -183,7 +232,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"saved {res.path}")
     print(f"certificate: Lipschitz <= {res.certificate.get('lipschitz_bound')}, alpha = {res.certificate.get('alpha')}")
     if res.val_psnr is not None:
-        print(f"validation PSNR: {res.val_psnr:.3f} dB")
+        last = res.history.get("val_psnr") or []
+        before = (f" (last value logged during training, before freezing: {last[-1]:.3f} dB at step "
+                  f"{res.history['val_step'][-1]})") if last else ""
+        print(f"validation PSNR after freezing (certified steps): {res.val_psnr:.3f} dB{before}")
     return 0
 
 
