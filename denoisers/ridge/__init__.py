@@ -8,7 +8,7 @@ variational solver in ``pnp.solvers`` minimises ``1/2 ||A x - y||^2 + lambda R(x
 
 from denoisers.ridge.model import RIDGE_KINDS, RidgeCertificate, RidgeConfig, RidgeRegularizer
 from denoisers.ridge.multiconv import MultiConv, compose_kernels
-from denoisers.ridge.noise import LogSigmaSpline, sigma_vector
+from denoisers.ridge.noise import LogSigmaSpline
 from denoisers.ridge.prox import ProxConvergenceWarning, ProxInfo, ProxSearchSurrogate, RidgeDenoiser, ridge_prox
 
 __all__ = [
@@ -24,5 +24,4 @@ __all__ = [
     "RidgeRegularizer",
     "compose_kernels",
     "ridge_prox",
-    "sigma_vector",
 ]

@@ -53,7 +53,8 @@ from torch import nn
 from denoisers.layers.conv_bounds import conv_opnorm_upper_bound
 from denoisers.layers.spline import LinearSpline
 from denoisers.ridge.multiconv import MultiConv
-from denoisers.ridge.noise import LogSigmaSpline, sigma_vector
+from denoisers.contract import check_input, sigma_vector
+from denoisers.ridge.noise import LogSigmaSpline
 
 __all__ = ["RIDGE_KINDS", "RidgeCertificate", "RidgeConfig", "RidgeRegularizer"]
 
@@ -221,11 +222,7 @@ class RidgeRegularizer(nn.Module):
 
     # ---------------------------------------------------------------- R and grad R
     def _prepare(self, x: torch.Tensor, sigma: Any, kernel: torch.Tensor | None):
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 4:
-            raise ValueError(
-                f"x must be a floating-point tensor [B, C, H, W], got "
-                f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
-            )
+        check_input(x)
         k = self.conv.size
         if x.shape[-1] < k or x.shape[-2] < k:
             raise ValueError(f"x must be at least {k}x{k} (the filter size), got {tuple(x.shape[-2:])}")

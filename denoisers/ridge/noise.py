@@ -15,29 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["LogSigmaSpline", "sigma_vector"]
-
-
-def sigma_vector(sigma: Any, batch: int, like: torch.Tensor) -> torch.Tensor:
-    """``sigma`` (a number, a 0-d or ``[B]`` tensor) as a ``[B]`` tensor of ``like``'s dtype and device;
-    ``ValueError`` naming ``sigma`` unless every value is finite and > 0."""
-    if isinstance(sigma, bool):
-        raise TypeError(f"sigma must be a number or a tensor, got {sigma!r}")
-    if isinstance(sigma, (int, float)):
-        s = torch.full((batch,), float(sigma), dtype=like.dtype, device=like.device)
-    elif isinstance(sigma, torch.Tensor):
-        if sigma.is_complex() or sigma.dtype == torch.bool:
-            raise TypeError(f"sigma must be real, got dtype {sigma.dtype}")
-        s = sigma.detach().to(dtype=like.dtype, device=like.device).reshape(-1)
-        if s.numel() == 1:
-            s = s.expand(batch).clone()
-        elif s.numel() != batch:
-            raise ValueError(f"sigma must be a number or hold 1 or {batch} values (one per image), got {tuple(sigma.shape)}")
-    else:
-        raise TypeError(f"sigma must be a number or a tensor, got {type(sigma).__name__}")
-    if not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
-        raise ValueError(f"sigma must be finite and > 0, got {s.tolist()}")
-    return s
+__all__ = ["LogSigmaSpline"]
 
 
 class LogSigmaSpline(nn.Module):

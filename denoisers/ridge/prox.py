@@ -28,7 +28,7 @@ from deepinv.models import Denoiser
 
 from denoisers.certificate import Certificate
 from denoisers.ridge.model import RidgeRegularizer
-from denoisers.ridge.noise import sigma_vector
+from denoisers.contract import check_input, sigma_vector
 
 __all__ = ["ProxInfo", "ProxSearchSurrogate", "RidgeDenoiser", "ridge_prox", "ProxConvergenceWarning"]
 
@@ -46,12 +46,7 @@ class ProxInfo:
 
 
 def _check_image(y: Any, name: str = "y") -> torch.Tensor:
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor [B, C, H, W], got {type(y).__name__}")
-    if not y.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {y.dtype}")
-    if y.ndim != 4:
-        raise ValueError(f"{name} must have shape [B, C, H, W], got {tuple(y.shape)}")
+    check_input(y, name=name)
     if not bool(torch.isfinite(y).all()):
         raise ValueError(f"{name} contains NaN or Inf")
     return y
@@ -193,7 +188,8 @@ class RidgeDenoiser(Denoiser):
         )
 
     def forward(self, y: torch.Tensor, sigma: Any) -> torch.Tensor:
-        _check_image(y)
+        _check_image(y, name="x")
+        sigma_vector(sigma, y.shape[0], y)
         kernel, cert = self._constants()
         x0 = self._last if (self.warm_start and self._last is not None and self._last.shape == y.shape) else None
         x, info = ridge_prox(

@@ -454,12 +454,15 @@ def test_python_api_raises_a_typed_error(case_id, call, exc, match, assets):
 def _denoisers(assets):
     import denoisers
     from denoisers.classical import QuadraticProxDenoiser, TVDenoiser
+    from denoisers.ridge import RidgeConfig, RidgeDenoiser, RidgeRegularizer
 
     return {
         "tv": TVDenoiser(),
         "quadratic": QuadraticProxDenoiser(),
         "checkpoint": denoisers.load(str(assets["ckpt"])),
         "checkpoint-ensemble": denoisers.GeometricEnsemble(denoisers.load(str(assets["ckpt"]))),
+        "ridge-prox": RidgeDenoiser(RidgeRegularizer(RidgeConfig(channels=(1, 3, 6), kernel_size=3, spline_knots=17,
+                                                                 spline_range=2.0, grid=64))),
     }
 
 
@@ -483,7 +486,7 @@ FORWARD_CASES = [
 
 
 @pytest.mark.parametrize("case_id,make,exc,match", FORWARD_CASES, ids=[c[0] for c in FORWARD_CASES])
-@pytest.mark.parametrize("which", ["tv", "quadratic", "checkpoint", "checkpoint-ensemble"])
+@pytest.mark.parametrize("which", ["tv", "quadratic", "checkpoint", "checkpoint-ensemble", "ridge-prox"])
 def test_denoiser_forward_refuses(case_id, make, exc, match, which, assets):
     den = _denoisers(assets)[which]
     x, sigma = make()
