@@ -104,3 +104,36 @@ def test_non_finite_image_and_wrong_prior():
         VariationalRidge(phys, y * float("nan"), reg, sigma=0.05)
     with pytest.raises(TypeError, match="regularizer"):
         VariationalRidge(phys, y, lambda v, s: v, sigma=0.05)
+
+
+def test_admm_with_the_crr_prox_has_the_guarantee_and_wcrr_has_none():
+    from denoisers.ridge import RidgeDenoiser
+    from pnp.solvers import PnPADMM
+
+    phys, x, y = _problem()
+    crr = RidgeDenoiser(make_reg("crr"), tol=1e-8)
+    res = PnPADMM(phys, y, crr, sigma=0.05, max_iter=60, tol=1e-9).run()
+    r = res.history.residual.max(1).values
+    assert res.guarantee.holds and r[-1] < 0.05 * r[0]  # DRS: slow but steady
+    assert not res.guarantee.checked  # the inner prox is inexact: said, not hidden
+    wcrr = RidgeDenoiser(make_reg("wcrr"), tol=1e-8)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = PnPADMM(phys, y, wcrr, sigma=0.05, max_iter=1).run().guarantee
+    assert not g.holds
+
+
+def test_auto_picks_the_variational_solver_for_a_ridge_prior():
+    import pnp
+    from denoisers.ridge import RidgeDenoiser
+
+    phys, x, y = _problem()
+    den = RidgeDenoiser(make_reg("crr"))
+    res = pnp.deblur(y.float().clamp(0, 1), gaussian_kernel(5, 1.0), noise_level=0.05, denoiser=den.float(),
+                     max_iter=50)
+    assert res.params.solver == "variational" and res.guarantee.holds
+    res_fbs = pnp.deblur(y.float().clamp(0, 1), gaussian_kernel(5, 1.0), noise_level=0.05, denoiser=den,
+                         solver="fbs", max_iter=5)
+    assert res_fbs.params.solver == "fbs"
