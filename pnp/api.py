@@ -31,6 +31,7 @@ prox with :data:`PNP_TV_INNER_ITERATIONS` warm-started inner iterations per call
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from typing import Any, Callable
@@ -160,8 +161,9 @@ def get_denoiser(name: str) -> Callable[..., Tensor]:
         raise ValueError(f"{unknown} ({exc})") from None
 
 
-def make_blur(kernel: Any) -> Any:
-    """An :class:`operators.FFTBlur` from a tensor/array kernel or a ``load_kernel`` spec."""
+def make_blur(kernel: Any, *, boundary: str = "circular") -> Any:
+    """An :class:`operators.FFTBlur` from a tensor/array kernel or a ``load_kernel`` spec, with the
+    given ``boundary`` (``"circular"``, ``"valid"``, ``"reflect"``, ``"replicate"``)."""
     from operators import FFTBlur, load_kernel
 
     if isinstance(kernel, (str, os.PathLike)):
@@ -172,7 +174,7 @@ def make_blur(kernel: Any) -> Any:
         raise TypeError(
             f"kernel must be a tensor, an array or a spec string, got {type(kernel).__name__}"
         )
-    return FFTBlur(kernel)
+    return FFTBlur(kernel, boundary=boundary)
 
 
 def default_parameters(
@@ -208,6 +210,7 @@ def deblur(
     x0: Tensor | None = None,
     x_true: Tensor | None = None,
     progress: bool = False,
+    boundary: str = "circular",
 ) -> SolverResult:
     """Deblur ``y`` (``[B, C, H, W]``, circular blur by ``kernel`` plus Gaussian noise of std
     ``noise_level``) with a PnP solver; returns the :class:`~pnp.solvers.SolverResult`.
@@ -216,6 +219,16 @@ def deblur(
     (``"gaussian:25:1.6"``, ``"levin:0"``, a file path). ``denoiser``: a name
     (:func:`available_denoisers`) or a ``denoiser(x, sigma)`` callable. ``solver``: ``"fbs"``,
     ``"hqs"`` or ``"admm"``. ``sigma``/``gamma``: override the default rule (module docstring).
+
+    ``boundary``: the blur model (:class:`operators.FFTBlur`). ``"circular"`` (default) assumes a
+    periodic scene. ``"valid"`` models a real photo, the blur of a larger unknown scene cropped
+    to ``y``: the solver runs on ``x`` of shape ``[B, C, H + kh - 1, W + kw - 1]`` (started,
+    when ``x0`` is None, from ``y`` extended by edge replication), and the result's ``x`` is its
+    crop aligned with ``y`` (``physics.observed_region``), shape ``[B, C, H, W]`` like ``y``;
+    ``x0``, when given, has the larger shape; ``x_true`` has the shape of ``y``. ``||A||`` is
+    then a certified upper bound, and HQS/ADMM use a CG prox (their guarantee says so).
+    ``"reflect"``/``"replicate"``: cheaper approximations (the image extended by symmetry or by
+    its edge before a circular blur; ``x`` has the shape of ``y``).
 
     Example::
 
@@ -246,17 +259,27 @@ def deblur(
         den = get_denoiser(denoiser) if isinstance(denoiser, str) else denoiser
     if not callable(den):
         raise TypeError(f"denoiser must be a name or a callable, got {type(den).__name__}")
-    physics = make_blur(kernel).to(y.device)
+    from operators import BOUNDARIES
+
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"unknown boundary {boundary!r}; choose one of {', '.join(BOUNDARIES)}")
+    physics = make_blur(kernel, boundary=boundary).to(y.device)
     h, w = y.shape[-2:]
     kh, kw = physics.kernel_size
     if kh > h or kw > w:
         raise ValueError(f"kernel of size {kh}x{kw} is larger than the image of size {h}x{w}")
-    opnorm = physics.opnorm(image_size=(h, w))
+    if boundary == "valid" and x0 is None:
+        top, bottom, left, right = physics.pads
+        x0 = torch.nn.functional.pad(y, (left, right, top, bottom), mode="replicate")
+    opnorm = physics.opnorm(image_size=tuple(physics.x_shape(tuple(y.shape))[-2:]))
     d_sigma, d_gamma = default_parameters(noise_level, denoiser=den, opnorm=opnorm, solver=key)
     sigma = d_sigma if sigma is None else sigma
     gamma = d_gamma if gamma is None else gamma
     cls = SOLVERS[key]
-    return cls(
+    result = cls(
         physics, y, den, sigma=sigma, gamma=gamma, max_iter=max_iter, tol=tol, x0=x0,
         x_true=x_true, progress=progress,
     ).run()
+    if boundary == "valid":
+        result = dataclasses.replace(result, x=physics.observed_region(result.x))
+    return result
