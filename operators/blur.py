@@ -39,8 +39,8 @@ Conventions (tested against :func:`scipy.ndimage.convolve` with ``mode='wrap'``)
     extension back by index-add). ``||A||`` is certified by the Schur test on ``|A| <= C |K| P``:
     ``sqrt(max row sum * max column sum)``, an upper bound (exact for a symmetric non-negative
     kernel with ``"reflect"``, where the row and column sums are all ``sum k``). ``prox_l2`` by
-    the same preconditioned CG as ``"valid"``. Reflect needs the image at least as large as the
-    padding (one reflection).
+    the same preconditioned CG as ``"valid"``. Both need the kernel to fit in the image, so the
+    padding (at most ``kh - 1`` on a side) never exceeds it and one reflection suffices.
   - Zero padding is not supported and raises :class:`ValueError`.
 
 In the Fourier domain (``"circular"``), with ``K = rfft2(roll(pad(k)))`` the kernel's transfer
@@ -305,16 +305,9 @@ class FFTBlur(LinearPhysics):
             return
         if h > hw[0] or w > hw[1]:
             raise ValueError(
-                f"kernel of size {h}x{w} is larger than {name} of size {hw[0]}x{hw[1]}"
+                f"kernel of size {h}x{w} is larger than the image of size {hw[0]}x{hw[1]} "
+                f"(argument {name})"
             )
-        if self.boundary == "reflect":
-            top, bottom, left, right = self.pads
-            if max(top, bottom) > hw[0] or max(left, right) > hw[1]:
-                raise ValueError(
-                    f"{name} of size {hw[0]}x{hw[1]} is too small for boundary='reflect' with a "
-                    f"{h}x{w} kernel: the padding ({top}, {bottom}) rows / ({left}, {right}) "
-                    "columns must not exceed the image size (one reflection)"
-                )
 
     def x_shape(self, y_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of the unknown ``x`` for an observation of shape ``y_shape``: the same, or for
