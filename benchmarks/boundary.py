@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["BoundaryCase", "border_mask", "degrade_valid", "main", "run_case"]
+__all__ = ["BoundaryCase", "border_mask", "degrade_valid", "main", "run_case", "summary_table"]
 
 MODELS = ("circular", "reflect", "replicate", "valid")
 PRIORS = ("rk-averaged", "tv")
@@ -110,6 +110,28 @@ def run_case(
     return res.x, res, time.perf_counter() - t0
 
 
+def summary_table(records: list[dict[str, Any]]) -> str:
+    """Markdown table: per prior and model, the mean over the cases of PSNR (full frame, border
+    band, interior), iterations and seconds, and how many runs converged."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["prior"], r["model"]), []).append(r)
+    order = {m: i for i, m in enumerate(MODELS)}
+    lines = [
+        "| prior | model | cases | PSNR full | PSNR border band | PSNR interior | iterations | converged | s / run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (prior, model) in sorted(groups, key=lambda k: (k[0], order.get(k[1], 9))):
+        rs = groups[(prior, model)]
+        mean = lambda key: sum(float(r[key]) for r in rs) / len(rs)  # noqa: E731
+        lines.append(
+            f"| {prior} | {model} | {len(rs)} | {mean('psnr'):.2f} | {mean('psnr_border'):.2f} | "
+            f"{mean('psnr_interior'):.2f} | {mean('iterations'):.0f} | "
+            f"{sum(bool(r['converged']) for r in rs)}/{len(rs)} | {mean('seconds'):.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def _border_picture(path: Path, panels: list[tuple[str, Tensor]], corner: int) -> None:
     import matplotlib
 
@@ -144,7 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--picture", default="01:levin:3", help="IMAGE:KERNEL of the border picture")
     ap.add_argument("--corner", type=int, default=72, help="side of the top-left crop pictured")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--table", action="store_true",
+                    help="only print the markdown summary of the records already in --out")
     args = ap.parse_args(argv)
+    if args.table:
+        path = Path(args.out) / "levin10-valid.jsonl"
+        print(summary_table([json.loads(l) for l in path.read_text().splitlines() if l.strip()]))
+        return 0
     models = [m for m in args.models.split(",") if m]
     for m in models:
         if m not in MODELS:

@@ -4,7 +4,8 @@ The lower-level solver classes (:mod:`pnp.solvers`) stay available for full cont
 
 Default parameter rule
 ----------------------
-With ``A`` the circular blur (:class:`operators.FFTBlur`, exact ``||A||``):
+With ``A`` the circular blur (:class:`operators.FFTBlur`, exact ``||A||``; with
+``boundary="valid"``/``"reflect"``/``"replicate"`` the same rule uses its certified upper bound):
 
 * ``gamma = 1 / ||A||^2`` for every solver (FBS's mid-range step; for HQS/ADMM it is the prox
   parameter), except learned denoisers inside FBS: ``gamma = LEARNED_FBS_GAMMA_SCALE / ||A||^2``

@@ -171,7 +171,13 @@ def fbs_guarantee(
     checked = bool(certified_norm and certificate.exact)
     norm_kind = opnorm_kind
     product = gamma * data_weight * opnorm**2
-    cond_step = f"0 < gamma*w*||A||^2 = {product:.4g} < 2 (||A|| = {opnorm:.6g}, {norm_kind})"
+    if norm_kind == "upper bound":
+        cond_step = (
+            f"0 < gamma*w*||A||^2 <= gamma*w*B^2 = {product:.4g} < 2 (||A|| <= B = {opnorm:.6g}, "
+            "certified upper bound)"
+        )
+    else:
+        cond_step = f"0 < gamma*w*||A||^2 = {product:.4g} < 2 (||A|| = {opnorm:.6g}, {norm_kind})"
     cond_den = f"denoiser {alpha_d:.4g}-averaged (certificate: {certificate.method})"
     if not product < 2.0:
         return Guarantee(
