@@ -18,11 +18,13 @@ full observed frame and on its **border band** (pixels closer than ``max(kh, kw)
 edge), iterations, convergence and time. PSNR: data range 1, both images clipped to ``[0, 1]``,
 no crop other than the band.
 
-Run (writes ``levin10-valid.jsonl`` record by record, so a cut run keeps what it did, then
-``summary.json`` and the border picture)::
+Run (writes ``levin10-valid.jsonl`` record by record, so a cut run keeps what it did and a
+re-run resumes, then ``summary.json`` and the border picture ``border.png``)::
 
-    python -m benchmarks.boundary --images 01,02,03 --kernels levin:0,levin:2,levin:3 \
+    python -m benchmarks.boundary --images 01,02,03 --kernels levin:0,levin:3 --max-iter 100 \
         --out benchmarks/results/issue18
+    python -m benchmarks.boundary --out benchmarks/results/issue18 --table   # markdown summary
+    python -m benchmarks.boundary --operator-timing --kernels levin:0,levin:3  # operator costs
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["BoundaryCase", "border_mask", "degrade_valid", "main", "run_case", "summary_table"]
+__all__ = [
+    "BoundaryCase", "border_mask", "degrade_valid", "main", "operator_timing", "run_case",
+    "summary_table",
+]
 
 MODELS = ("circular", "reflect", "replicate", "valid")
 PRIORS = ("rk-averaged", "tv")
@@ -132,6 +137,46 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def operator_timing(kernels: Sequence[str], size: int = 256, repeats: int = 20) -> str:
+    """Markdown table, per kernel and boundary model on a ``size x size`` scene (float32, the
+    observation ``size - k + 1``): the norm bound ``B``, milliseconds of one gradient
+    ``A^T (A x - y)``, and CG iterations and milliseconds of ``prox_l2`` at ``gamma = 1/B^2``,
+    ``1.95/B^2`` and ``100/B^2``."""
+    from operators import FFTBlur, load_kernel
+
+    lines = [
+        "| kernel | model | x grid | bound B on ||A|| | gradient ms | prox: CG iterations / ms at gamma = 1, 1.95, 100 over B^2 |",
+        "|---|---|---|---|---|---|",
+    ]
+    with torch.no_grad():
+        for spec in kernels:
+            k = load_kernel(spec)
+            kh, kw = k.shape
+            g = torch.Generator().manual_seed(0)
+            y = torch.rand(1, 1, size - kh + 1, size - kw + 1, generator=g)
+            for model in ("circular", "reflect", "replicate", "valid"):
+                op = FFTBlur(k, boundary=model)
+                xs = op.x_shape(tuple(y.shape))
+                x = torch.rand(xs, generator=g)
+                bound = op.opnorm(image_size=tuple(xs[-2:]))
+                op.A_adjoint(op.A(x) - y)
+                t0 = time.perf_counter()
+                for _ in range(repeats):
+                    op.A_adjoint(op.A(x) - y)
+                grad_ms = (time.perf_counter() - t0) / repeats * 1e3
+                cells = []
+                for scale in (1.0, 1.95, 100.0):
+                    op.last_prox_info = None
+                    t0 = time.perf_counter()
+                    op.prox_l2(x, y, scale / bound**2)
+                    ms = (time.perf_counter() - t0) * 1e3
+                    its = op.last_prox_info[0] if op.last_prox_info else 0
+                    cells.append(f"{its} / {ms:.0f}")
+                lines.append(f"| {spec} | {model} | {xs[-2]}x{xs[-1]} | {bound:.4f} | {grad_ms:.1f} | "
+                             + ", ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _border_picture(path: Path, panels: list[tuple[str, Tensor]], corner: int) -> None:
     import matplotlib
 
@@ -165,10 +210,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tol", type=float, default=1e-5)
     ap.add_argument("--picture", default="01:levin:3", help="IMAGE:KERNEL of the border picture")
     ap.add_argument("--corner", type=int, default=72, help="side of the top-left crop pictured")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", default=None, help="results folder (required except with --operator-timing)")
+    ap.add_argument("--operator-timing", action="store_true",
+                    help="only print the operator cost table (norm bound, gradient, CG prox) for --kernels")
     ap.add_argument("--table", action="store_true",
                     help="only print the markdown summary of the records already in --out")
     args = ap.parse_args(argv)
+    if args.operator_timing:
+        print(operator_timing([k for k in args.kernels.split(",") if k]))
+        return 0
+    if args.out is None:
+        ap.error("--out is required")
     if args.table:
         path = Path(args.out) / "levin10-valid.jsonl"
         print(summary_table([json.loads(l) for l in path.read_text().splitlines() if l.strip()]))

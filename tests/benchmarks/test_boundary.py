@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from benchmarks.boundary import border_mask, degrade_valid, main, summary_table
+from benchmarks.boundary import border_mask, degrade_valid, main, operator_timing, summary_table
 from operators import FFTBlur, gaussian_kernel
 from pnp.io import write_image
 
@@ -57,3 +57,13 @@ def test_tiny_run_writes_records_table_and_picture(tmp_path, capsys) -> None:
     # resuming skips what is recorded
     assert main(argv) == 0
     assert len((out / "levin10-valid.jsonl").read_text().splitlines()) == 6
+
+
+def test_operator_timing_table() -> None:
+    table = operator_timing(["gaussian:5:1.0"], size=24, repeats=1)
+    rows = table.splitlines()[2:]
+    assert [r.split("|")[2].strip() for r in rows] == ["circular", "reflect", "replicate", "valid"]
+    assert "| 24x24 |" in rows[3] and "| 20x20 |" in rows[0]
+    cg = [[int(c.split("/")[0]) for c in r.split("|")[6].split(",")] for r in rows]
+    assert cg[0] == [0, 0, 0]  # circular: closed form, no CG
+    assert all(min(its) >= 1 for its in cg[1:])
