@@ -240,7 +240,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = resolve_data(args.data)
     pic_image, pic_kernel = args.picture.split(":", 1)
     panels: list[tuple[str, Tensor]] = []
-    torch.set_grad_enabled(False)
     for spec in [k for k in args.kernels.split(",") if k]:
         kernel = load_kernel(spec)
         kh, kw = kernel.shape

@@ -45,6 +45,7 @@ def test_tiny_run_writes_records_table_and_picture(tmp_path, capsys) -> None:
             "--priors", "tv", "--models", "circular,reflect,valid", "--max-iter", "3",
             "--picture", "01:gaussian:5:1.0", "--corner", "16", "--out", str(out)]
     assert main(argv) == 0
+    assert torch.is_grad_enabled()  # the run leaves the global autograd state alone
     recs = [json.loads(l) for l in (out / "levin10-valid.jsonl").read_text().splitlines()]
     assert len(recs) == 6 and {r["model"] for r in recs} == {"circular", "reflect", "valid"}
     assert all(r["iterations"] == 3 and r["border_width"] == 5 for r in recs)
