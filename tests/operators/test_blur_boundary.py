@@ -272,3 +272,18 @@ def test_extension_norm_exceeds_kernel_mass_for_motion_blur(boundary) -> None:
     exact = float(torch.linalg.matrix_norm(_materialise(op, (12, 12)), ord=2))
     assert exact > 1.0 + 1e-3
     assert exact <= op.opnorm(image_size=(12, 12)) <= exact * (1 + 1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("boundary", NONPERIODIC)
+def test_cuda_matches_cpu(boundary) -> None:
+    k = motion_kernel(7, seed=5)
+    cpu = FFTBlur(k, boundary=boundary)
+    gpu = FFTBlur(k, boundary=boundary).to("cuda")
+    x = _rand(2, 3, 30, 29, seed=19)
+    y = cpu.A(x)
+    torch.testing.assert_close(gpu.A(x.cuda()).cpu(), y, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gpu.A_adjoint(y.cuda()).cpu(), cpu.A_adjoint(y), rtol=0, atol=1e-12)
+    torch.testing.assert_close(gpu.prox_l2(x.cuda(), y.cuda(), 0.5).cpu(), cpu.prox_l2(x, y, 0.5),
+                               rtol=0, atol=1e-8)
+    assert gpu.opnorm(image_size=(30, 29)) == pytest.approx(cpu.opnorm(image_size=(30, 29)), rel=1e-9)
