@@ -1,4 +1,4 @@
-"""Forward models: circular FFT blur, blur kernels, Gaussian noise, adjoint checks and norms.
+"""Forward models: FFT blur (circular, valid, reflect, replicate boundaries), blur kernels, Gaussian noise, adjoint checks and norms.
 
 The operators are :class:`deepinv.physics.LinearPhysics` objects with an exact ``opnorm()``
 (spectral norm, not squared). This package imports neither ``denoisers``, ``pnp`` nor
@@ -6,7 +6,7 @@ The operators are :class:`deepinv.physics.LinearPhysics` objects with an exact `
 """
 
 from operators.adjoint import AdjointCheck, check_adjoint, estimate_opnorm
-from operators.blur import FFTBlur, NonFiniteInputError
+from operators.blur import BOUNDARIES, FFTBlur, InexactProxWarning, NonFiniteInputError
 from operators.kernels import (
     KernelWarning,
     available_kernels,
@@ -21,7 +21,9 @@ from operators.noise import add_gaussian_noise, numpy_gaussian_noise
 
 __all__ = [
     "AdjointCheck",
+    "BOUNDARIES",
     "FFTBlur",
+    "InexactProxWarning",
     "KernelWarning",
     "NonFiniteInputError",
     "add_gaussian_noise",

@@ -4,7 +4,8 @@ The lower-level solver classes (:mod:`pnp.solvers`) stay available for full cont
 
 Default parameter rule
 ----------------------
-With ``A`` the circular blur (:class:`operators.FFTBlur`, exact ``||A||``):
+With ``A`` the circular blur (:class:`operators.FFTBlur`, exact ``||A||``; with
+``boundary="valid"``/``"reflect"``/``"replicate"`` the same rule uses its certified upper bound):
 
 * ``gamma = 1 / ||A||^2`` for every solver (FBS's mid-range step; for HQS/ADMM it is the prox
   parameter), except learned denoisers inside FBS: ``gamma = LEARNED_FBS_GAMMA_SCALE / ||A||^2``
@@ -31,6 +32,7 @@ prox with :data:`PNP_TV_INNER_ITERATIONS` warm-started inner iterations per call
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable
 
@@ -136,15 +138,17 @@ def get_denoiser(name: str) -> Callable[..., Tensor]:
     return resolve_denoiser(name, argument="denoiser")
 
 
-def make_blur(kernel: Any, *, image_shape: tuple[int, ...] | None = None, name: str = "kernel") -> Any:
+def make_blur(kernel: Any, *, image_shape: tuple[int, ...] | None = None, name: str = "kernel",
+              boundary: str = "circular") -> Any:
     """An :class:`operators.FFTBlur` from a tensor/array kernel or a ``load_kernel`` spec, checked
     by :func:`pnp.validate.check_kernel` (finite, no negative or zero mass, no larger than
-    ``image_shape`` when given; normalised to sum 1 with a ``KernelWarning`` if needed)."""
+    ``image_shape`` when given; normalised to sum 1 with a ``KernelWarning`` if needed), with the
+    given ``boundary`` (``"circular"``, ``"valid"``, ``"reflect"``, ``"replicate"``)."""
     from operators import FFTBlur
 
     from pnp.validate import check_kernel
 
-    return FFTBlur(check_kernel(kernel, name=name, image_shape=image_shape))
+    return FFTBlur(check_kernel(kernel, name=name, image_shape=image_shape), boundary=boundary)
 
 
 def default_parameters(
@@ -193,6 +197,7 @@ def deblur(
     x0: Tensor | None = None,
     x_true: Tensor | None = None,
     progress: bool = False,
+    boundary: str = "circular",
 ) -> SolverResult:
     """Deblur ``y`` (``[B, C, H, W]``, circular blur by ``kernel`` plus Gaussian noise of std
     ``noise_level``) with a PnP solver; returns the :class:`~pnp.solvers.SolverResult`.
@@ -213,6 +218,16 @@ def deblur(
     kernel with negative or zero mass or larger than the image); denoiser names go through
     :func:`pnp.resolve.resolve_denoiser` and raise its errors.
 
+    ``boundary``: the blur model (:class:`operators.FFTBlur`). ``"circular"`` (default) assumes a
+    periodic scene. ``"valid"`` models a real photo, the blur of a larger unknown scene cropped
+    to ``y``: the solver runs on ``x`` of shape ``[B, C, H + kh - 1, W + kw - 1]`` (started,
+    when ``x0`` is None, from ``y`` extended by edge replication), and the result's ``x`` is its
+    crop aligned with ``y`` (``physics.observed_region``), shape ``[B, C, H, W]`` like ``y``;
+    ``x0``, when given, has the larger shape; ``x_true`` has the shape of ``y``. ``||A||`` is
+    then a certified upper bound, and HQS/ADMM use a CG prox (their guarantee says so).
+    ``"reflect"``/``"replicate"``: cheaper approximations (the image extended by symmetry or by
+    its edge before a circular blur; ``x`` has the shape of ``y``).
+
     Example::
 
         >>> import torch, pnp
@@ -230,7 +245,7 @@ def deblur(
     for other, value in (("x0", x0), ("x_true", x_true)):
         if value is not None:
             check_image(value, name=other, noise_level=noise_level if other == "x0" else 0.0)
-            if value.shape != y.shape:
+            if other == "x_true" and value.shape != y.shape:
                 raise ValueError(f"{other} must have the shape of y {tuple(y.shape)}, got {tuple(value.shape)}")
     sigma = None if sigma is None else check_positive(sigma, name="sigma")
     gamma = None if gamma is None else check_positive(gamma, name="gamma")
@@ -245,9 +260,21 @@ def deblur(
         den = get_denoiser(denoiser) if isinstance(denoiser, str) else denoiser
     if not callable(den):
         raise TypeError(f"denoiser must be a name or a callable, got {type(den).__name__}")
+    from operators import BOUNDARIES
+
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"unknown boundary {boundary!r}; choose one of {', '.join(BOUNDARIES)}")
     h, w = y.shape[-2:]
-    physics = make_blur(kernel, image_shape=(h, w)).to(y.device)
-    opnorm = physics.opnorm(image_size=(h, w))
+    physics = make_blur(kernel, image_shape=(h, w), boundary=boundary).to(y.device)
+    x_shape = tuple(physics.x_shape(tuple(y.shape)))
+    if x0 is not None and tuple(x0.shape) != x_shape:
+        raise ValueError(f"x0 must have shape {x_shape} (that of A^T y), got {tuple(x0.shape)}")
+    if boundary == "valid" and x0 is None:
+        import torch
+
+        top, bottom, left, right = physics.pads
+        x0 = torch.nn.functional.pad(y, (left, right, top, bottom), mode="replicate")
+    opnorm = physics.opnorm(image_size=x_shape[-2:])
     if key == "auto":
         key = "variational" if _ridge_kind(den) is not None else "fbs"
     d_sigma, d_gamma = default_parameters(noise_level, denoiser=den, opnorm=opnorm, solver=key)
@@ -256,10 +283,16 @@ def deblur(
     if key == "variational":
         from pnp.solvers.variational import VariationalRidge
 
-        return VariationalRidge(physics, y, den.reg, sigma=sigma, lam_scale=gamma, max_iter=max_iter,
-                                tol=tol, x0=x0, x_true=x_true).run()
+        result = VariationalRidge(physics, y, den.reg, sigma=sigma, lam_scale=gamma, max_iter=max_iter, tol=tol,
+                                  x0=x0, x_true=x_true if boundary != "valid" else None).run()
+        if boundary == "valid":
+            result = dataclasses.replace(result, x=physics.observed_region(result.x))
+        return result
     cls = SOLVERS[key]
-    return cls(
+    result = cls(
         physics, y, den, sigma=sigma, gamma=gamma, max_iter=max_iter, tol=tol, x0=x0,
         x_true=x_true, progress=progress,
     ).run()
+    if boundary == "valid":
+        result = dataclasses.replace(result, x=physics.observed_region(result.x))
+    return result

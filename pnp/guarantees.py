@@ -20,8 +20,10 @@ weight ``w`` (``f(x) = w/2 ||Ax - y||^2``), the relaxation ``lambda`` and the de
   ``firm=True`` replaces ``D`` by ``(I + D) / 2`` (``alpha_D / 2``-averaged).
 
 A denoiser without a certificate gets ``holds=False``. ``checked`` is ``True`` only when every
-number used is exact: an operator norm from ``physics.opnorm()`` (not a power-iteration
-estimate) and a certificate with ``exact=True``.
+number used is exact or a certified bound: an operator norm from ``physics.opnorm()`` (exact, or
+a proven upper bound such as the ``"valid"`` blur's ``max |K|``; not a power-iteration estimate),
+a certificate with ``exact=True`` and, for HQS/ADMM, a closed-form prox (a prox computed by an
+iterative solver to a tolerance is flagged: the theorems are stated for the exact prox).
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ __all__ = [
 
 _KM = "Krasnoselskii-Mann / Opial: iterates of an averaged operator converge to a fixed point"
 _FIX_CAVEAT = "a fixed point exists (true e.g. when D is the prox of a coercive convex function)"
+_INEXACT_PROX = (
+    "prox_(gamma f) computed iteratively: {how}; the theorem is for the exact prox (inexact "
+    "Krasnoselskii-Mann iterations converge when the errors are summable, which a fixed "
+    "tolerance does not ensure)"
+)
 
 
 @dataclass(frozen=True)
@@ -135,12 +142,18 @@ def fbs_guarantee(
     relaxation: float = 1.0,
     data_weight: float = 1.0,
     opnorm_exact: bool = True,
+    opnorm_kind: str | None = None,
 ) -> Guarantee:
     """Guarantee for PnP-FBS ``x <- (1 - lambda) x + lambda D(x - gamma w A^T(Ax - y))``.
 
     Holds iff the denoiser is certified ``alpha_D``-averaged (or non-expansive, ``alpha_D = 1``),
     ``0 < gamma w ||A||^2 < 2`` and ``0 < lambda < 1 / alpha_T``, with ``alpha_T`` the
     averagedness of ``D o (I - gamma grad f)``; the conclusion assumes a fixed point exists.
+
+    ``opnorm_kind="upper bound"`` (e.g. :class:`operators.FFTBlur` with ``boundary="valid"``):
+    ``opnorm`` is a proven upper bound of ``||A||``; the step condition checked with it implies
+    the one with the true norm (and the averagedness derived from it is an upper bound too), so
+    the guarantee is still ``checked``.
     """
     theorem = f"PnP-FBS: averaged operator; {_KM}"
     opnorm = _check_positive("opnorm", opnorm)
@@ -152,10 +165,19 @@ def fbs_guarantee(
     alpha_d = _alpha_of(certificate)
     if alpha_d is None:
         return _not_averaged(theorem, certificate)
-    checked = bool(opnorm_exact and certificate.exact)
-    norm_kind = "exact" if opnorm_exact else "power-iteration estimate"
+    if opnorm_kind is None:
+        opnorm_kind = "exact" if opnorm_exact else "power-iteration estimate"
+    certified_norm = opnorm_kind in ("exact", "upper bound")
+    checked = bool(certified_norm and certificate.exact)
+    norm_kind = opnorm_kind
     product = gamma * data_weight * opnorm**2
-    cond_step = f"0 < gamma*w*||A||^2 = {product:.4g} < 2 (||A|| = {opnorm:.6g}, {norm_kind})"
+    if norm_kind == "upper bound":
+        cond_step = (
+            f"0 < gamma*w*||A||^2 <= gamma*w*B^2 = {product:.4g} < 2 (||A|| <= B = {opnorm:.6g}, "
+            "certified upper bound)"
+        )
+    else:
+        cond_step = f"0 < gamma*w*||A||^2 = {product:.4g} < 2 (||A|| = {opnorm:.6g}, {norm_kind})"
     cond_den = f"denoiser {alpha_d:.4g}-averaged (certificate: {certificate.method})"
     if not product < 2.0:
         return Guarantee(
@@ -189,8 +211,10 @@ def fbs_guarantee(
         f"iteration {relaxation * alpha_t:.3g}-averaged"
         f": converges to a fixed point if one exists"
     )
-    if not opnorm_exact:
+    if not certified_norm:
         reason += " (||A|| estimated by power iteration)"
+    elif opnorm_kind == "upper bound":
+        reason += " (||A|| from a certified upper bound)"
     if not certificate.exact:
         reason += " (denoiser certificate not exact)"
     return Guarantee(True, theorem, conditions, checked, reason)
@@ -201,12 +225,14 @@ def hqs_guarantee(
     gamma: float,
     certificate: Certificate | None,
     data_weight: float = 1.0,
+    prox_inexact: str | None = None,
 ) -> Guarantee:
     """Guarantee for PnP-HQS ``x <- D(prox_{gamma f}(x))``.
 
     ``prox_{gamma f}`` is firmly non-expansive for every ``gamma > 0`` (``f`` convex), so the
     composition is averaged iff the denoiser is certified ``alpha_D``-averaged with
-    ``alpha_D < 1``; the conclusion assumes a fixed point exists.
+    ``alpha_D < 1``; the conclusion assumes a fixed point exists. ``prox_inexact``: how the prox
+    is computed when it is iterative (then ``checked=False`` and the statement says so).
     """
     theorem = f"PnP-HQS: composition of averaged operators; {_KM}"
     gamma = _check_positive("gamma", gamma)
@@ -216,10 +242,12 @@ def hqs_guarantee(
     alpha_d = _alpha_of(certificate)
     if alpha_d is None:
         return _not_averaged(theorem, certificate)
-    checked = bool(certificate.exact)
+    checked = bool(certificate.exact) and prox_inexact is None
     cond_prox = f"prox_(gamma f) firmly non-expansive for every gamma > 0 (gamma = {gamma:.4g})"
     cond_den = f"denoiser alpha = {alpha_d:.4g} < 1 (certificate: {certificate.method})"
     conditions = (cond_prox, cond_den, _FIX_CAVEAT)
+    if prox_inexact is not None:
+        conditions += (_INEXACT_PROX.format(how=prox_inexact),)
     if alpha_d >= 1.0:
         return Guarantee(
             False, theorem, conditions, checked,
@@ -232,6 +260,8 @@ def hqs_guarantee(
     )
     if not certificate.exact:
         reason += " (denoiser certificate not exact)"
+    if prox_inexact is not None:
+        reason += " (for the exact prox; here it is computed iteratively to a tolerance)"
     return Guarantee(True, theorem, conditions, checked, reason)
 
 
@@ -241,13 +271,14 @@ def admm_guarantee(
     certificate: Certificate | None,
     firm: bool = False,
     data_weight: float = 1.0,
+    prox_inexact: str | None = None,
 ) -> Guarantee:
     """Guarantee for PnP-ADMM in Douglas-Rachford form.
 
     ``T = (I + R_D R_F) / 2`` is 1/2-averaged iff ``R_D = 2D - I`` is non-expansive, i.e. the
     denoiser is firmly non-expansive (``alpha_D <= 1/2``). With ``firm=True`` the solver uses
     ``(I + D)/2`` (``alpha_D / 2``-averaged), which is firmly non-expansive for any certified
-    non-expansive ``D``.
+    non-expansive ``D``. ``prox_inexact``: as in :func:`hqs_guarantee`.
     """
     theorem = (
         "PnP-ADMM/DRS: reflected resolvents non-expansive -> 1/2-averaged DRS operator; " + _KM
@@ -259,7 +290,7 @@ def admm_guarantee(
     alpha_d = _alpha_of(certificate)
     if alpha_d is None:
         return _not_averaged(theorem, certificate)
-    checked = bool(certificate.exact)
+    checked = bool(certificate.exact) and prox_inexact is None
     alpha_used = relax_alpha(alpha_d, 0.5) if firm else alpha_d
     used = "(I + D)/2" if firm else "D"
     cond = f"{used} firmly non-expansive: alpha = {alpha_used:.4g} <= 1/2"
@@ -268,6 +299,8 @@ def admm_guarantee(
         cond,
         _FIX_CAVEAT,
     )
+    if prox_inexact is not None:
+        conditions += (_INEXACT_PROX.format(how=prox_inexact),)
     if alpha_used > 0.5:
         return Guarantee(
             False, theorem, conditions, checked,
@@ -280,4 +313,6 @@ def admm_guarantee(
     )
     if not certificate.exact:
         reason += " (denoiser certificate not exact)"
+    if prox_inexact is not None:
+        reason += " (for the exact prox; here it is computed iteratively to a tolerance)"
     return Guarantee(True, theorem, conditions, checked, reason)

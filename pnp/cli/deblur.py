@@ -5,6 +5,7 @@ Examples::
     pnp deblur --demo --out restored.png --report report.json
     pnp deblur photo.png --kernel levin:3 --noise 0.01 --solver admm --out restored.png
     pnp deblur blurred.png --blurred --kernel kernel.npy --noise 0.01 --out restored.png
+    pnp deblur photo.jpg --blurred --kernel k.npy --boundary valid --noise 0.01 --out restored.png
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from pnp.cli._common import (
 __all__ = ["add_parser", "run"]
 
 DEFAULT_KERNEL = "gaussian:25:1.6"
+#: Blur model for a real IMAGE when --boundary is not given (the --demo keeps "circular"): the
+#: winner of the levin10-valid benchmark (BENCHMARKS.md, issue 18).
+DEFAULT_BOUNDARY_REAL = "valid"
+BOUNDARY_CHOICES = ("circular", "valid", "reflect", "replicate")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -50,6 +55,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--noise", type=float, default=0.01, help="noise std on the [0,1] scale, at most 1 (default 0.01)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--blurred", action="store_true", help="IMAGE is already the observation")
+    p.add_argument(
+        "--boundary", choices=BOUNDARY_CHOICES, default=None,
+        help=(
+            "blur model at the image borders: valid (the photo is the blur of a larger scene, "
+            "cropped), circular (periodic), reflect/replicate (the image extended by symmetry or "
+            f"by its edge). Default: circular with --demo, {DEFAULT_BOUNDARY_REAL} otherwise. "
+            "Without --blurred, a non-circular boundary also blurs IMAGE before cropping (the "
+            "observation and the restored image are smaller by the kernel size minus one)"
+        ),
+    )
     p.add_argument("--denoiser", default="tv", help=DENOISER_HELP + " (default tv)")
     p.add_argument("--solver", choices=("auto", "fbs", "hqs", "admm", "variational"), default="auto",
                    help="auto (default): variational for the ridge priors crr/wcrr, else fbs (forward-backward); "
@@ -93,7 +108,9 @@ def _run(args: argparse.Namespace, plan: Any) -> int:
     from pnp.resolve import resolve_denoiser
 
     kernel_spec = args.kernel or DEFAULT_KERNEL
+    boundary = args.boundary or ("circular" if args.demo else DEFAULT_BOUNDARY_REAL)
     image, source = load_input(args.image, args.demo, args.size)
+    h, w = image.shape[-2:]
     physics = pnp.make_blur(kernel_spec, image_shape=tuple(image.shape[-2:]), name="--kernel")
     kh, kw = physics.kernel_size
     # "tv" by name: pnp.deblur's warm-started TV; everything else resolved here, before any work
@@ -101,15 +118,25 @@ def _run(args: argparse.Namespace, plan: Any) -> int:
                 else resolve_denoiser(args.denoiser, argument="--denoiser"))
     if args.blurred:
         x_true, y = None, image
-    else:
+    elif boundary == "circular":
         x_true = image
         y = add_gaussian_noise(physics.A(image), args.noise, seed=args.seed)
+    else:
+        # a non-periodic observation: blur the whole image, keep the valid part
+        if 2 * kh - 1 > h or 2 * kw - 1 > w:
+            raise ValueError(
+                f"--boundary {boundary}: image ({h}x{w}) too small for the kernel {kernel_spec!r} "
+                f"({kh}x{kw}): blurring before cropping needs at least {2 * kh - 1}x{2 * kw - 1}"
+            )
+        scene = pnp.make_blur(kernel_spec, boundary="valid")
+        x_true = scene.observed_region(image)
+        y = add_gaussian_noise(scene.A(image), args.noise, seed=args.seed)
 
     t0 = time.perf_counter()
     result = pnp.deblur(
         y, physics.kernel.to(torch.float64), noise_level=args.noise, denoiser=denoiser,
         solver=args.solver, sigma=args.sigma, gamma=args.gamma, max_iter=args.max_iter,
-        tol=args.tol, x_true=x_true, progress=progress_enabled(),
+        tol=args.tol, x_true=x_true, progress=progress_enabled(), boundary=boundary,
     )
     elapsed = time.perf_counter() - t0
     plan.stage("--out", lambda tmp: write_image(tmp, result.x, bits=args.bits, overwrite=True))
@@ -136,7 +163,7 @@ def _run(args: argparse.Namespace, plan: Any) -> int:
         "denoiser": args.denoiser,
         "kernel": kernel_spec,
         "kernel_size": [kh, kw],
-        "boundary": "circular",
+        "boundary": boundary,
         "noise": args.noise,
         "seed": args.seed,
         "blurred_input": bool(args.blurred),

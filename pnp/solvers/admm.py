@@ -68,7 +68,7 @@ class PnPADMM(PnPSolver):
     def _make_guarantee(self) -> Guarantee:
         return admm_guarantee(
             gamma=self.gamma, certificate=self.certificate, firm=self.firm,
-            data_weight=self.data_weight,
+            data_weight=self.data_weight, prox_inexact=self._prox_inexact(),
         )
 
     def _update(self) -> Tensor:

@@ -11,7 +11,13 @@ NaN/Inf (the last finite iterate is returned and ``stop_reason`` says so).
 The operator norm ``||A||`` (not squared) comes from ``physics.opnorm()`` when the physics has
 one (exact, e.g. :class:`operators.FFTBlur`), else from deepinv's power iteration
 ``physics.compute_sqnorm`` (which returns ``||A^T A|| = ||A||^2``; we take its square root), in
-which case it is an estimate and the guarantee is flagged ``checked=False``.
+which case it is an estimate and the guarantee is flagged ``checked=False``. A physics whose
+``opnorm_kind`` is ``"upper bound"`` (e.g. :class:`operators.FFTBlur` with ``boundary="valid"``)
+gives a certified bound: the FBS step condition is still checked with it.
+
+When ``x`` lives on a larger grid than the observation (``"valid"`` blur), ``x_true`` is the
+reference for ``physics.observed_region(x)`` (the part of ``x`` aligned with ``y``), and the PSNR
+history is measured there.
 """
 
 from __future__ import annotations
@@ -92,6 +98,7 @@ class SolverParams:
     opnorm: float | None
     opnorm_exact: bool
     denoiser: str
+    opnorm_kind: str = "exact"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -253,18 +260,25 @@ class PnPSolver:
         if x0.ndim != 4:
             raise ValueError(f"images must have shape [B, C, H, W], got {tuple(x0.shape)}")
         self.x: Tensor = x0.detach().clone()
+        region = getattr(physics, "observed_region", None)
+        self._region: Callable[[Tensor], Tensor] = region if callable(region) else (lambda t: t)
         if x_true is not None:
             x_true = _check_tensor("x_true", x_true)
-            if tuple(x_true.shape) != tuple(self.x.shape):
+            ref_shape = tuple(self._region(self.x).shape)
+            if tuple(x_true.shape) != ref_shape:
                 raise ValueError(
-                    f"x_true must have shape {tuple(self.x.shape)}, got {tuple(x_true.shape)}"
+                    f"x_true must have shape {ref_shape}, got {tuple(x_true.shape)}"
                 )
         self.x_true = x_true
 
         self.opnorm: float | None = None
         self.opnorm_exact = False
+        self.opnorm_kind = "none"
         if gamma is None or self.needs_opnorm_always:
-            self.opnorm, self.opnorm_exact = operator_norm(physics, self.x)
+            self.opnorm, certified = operator_norm(physics, self.x)
+            kind = getattr(physics, "opnorm_kind", "exact") if certified else "power-iteration estimate"
+            self.opnorm_kind = kind if isinstance(kind, str) else "exact"
+            self.opnorm_exact = certified and self.opnorm_kind == "exact"
         if gamma is None:
             self.gamma = 1.0 / (self.data_weight * self.opnorm**2)
             self.gamma_rule = "default 1/(w*||A||^2)"
@@ -305,6 +319,13 @@ class PnPSolver:
         """
         return self.physics.prox_l2(z, self.y, self.gamma * self.data_weight)
 
+    def _prox_inexact(self) -> str | None:
+        """How ``physics.prox_l2`` is computed when the physics says it is iterative, else None."""
+        if getattr(self.physics, "prox_is_exact", True):
+            return None
+        describe = getattr(self.physics, "prox_description", None)
+        return str(describe()) if callable(describe) else "iterative solver"
+
     def _denoise(self, v: Tensor) -> Tensor:
         out = self.denoiser(v, self.sigma)
         if self.firm:
@@ -325,6 +346,7 @@ class PnPSolver:
             opnorm=self.opnorm,
             opnorm_exact=self.opnorm_exact,
             denoiser=type(self.denoiser).__name__,
+            opnorm_kind=self.opnorm_kind,
         )
 
     # -- public -------------------------------------------------------------------------------
@@ -354,7 +376,7 @@ class PnPSolver:
             self.iteration += 1
             self._residuals.append(res.tolist())
             if self.x_true is not None:
-                self._psnrs.append(_psnr(x_new, self.x_true).tolist())
+                self._psnrs.append(_psnr(self._region(x_new), self.x_true).tolist())
         self._times.append(time.perf_counter() - t0)
         return res
 

@@ -83,6 +83,7 @@ class PnPFBS(PnPSolver):
             relaxation=self.relaxation,
             data_weight=self.data_weight,
             opnorm_exact=self.opnorm_exact,
+            opnorm_kind=self.opnorm_kind,
         )
 
     def _update(self) -> Tensor:

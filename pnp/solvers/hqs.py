@@ -22,7 +22,8 @@ class PnPHQS(PnPSolver):
 
     The data step is ``physics.prox_l2(x, y, gamma * w)``: one FFT division for circular blur
     (:class:`operators.FFTBlur`, deepinv's ``BlurFFT``), deepinv's iterative least squares for
-    other operators. ``gamma=None`` gives ``gamma = 1 / (w ||A||^2)`` (same default as FBS).
+    other operators (and preconditioned CG for :class:`operators.FFTBlur` with a non-circular
+    boundary; the guarantee then says the prox is inexact). ``gamma=None`` gives ``gamma = 1 / (w ||A||^2)`` (same default as FBS).
 
     Convergence (see :func:`pnp.guarantees.hqs_guarantee`): ``prox_{gamma f}`` is firmly
     non-expansive for every ``gamma > 0``, so with a certified ``alpha_D``-averaged denoiser
@@ -67,7 +68,8 @@ class PnPHQS(PnPSolver):
 
     def _make_guarantee(self) -> Guarantee:
         return hqs_guarantee(
-            gamma=self.gamma, certificate=self.certificate, data_weight=self.data_weight
+            gamma=self.gamma, certificate=self.certificate, data_weight=self.data_weight,
+            prox_inexact=self._prox_inexact(),
         )
 
     def _update(self) -> Tensor:

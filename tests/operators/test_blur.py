@@ -218,8 +218,8 @@ def test_forward_applies_noise_model() -> None:
 # --------------------------------------------------------------------------- bad inputs
 def test_bad_boundary_and_center() -> None:
     k = torch.ones(3, 3) / 9
-    with pytest.raises(ValueError, match="boundary='reflect'.*not supported"):
-        FFTBlur(k, boundary="reflect")
+    with pytest.raises(ValueError, match="boundary='symmetric'.*not supported"):
+        FFTBlur(k, boundary="symmetric")
     with pytest.raises(ValueError, match="boundary='zeros'"):
         FFTBlur(k, boundary="zeros")
     with pytest.raises(ValueError, match="center"):
