@@ -246,7 +246,7 @@ def deblur(
         if value is not None:
             check_image(value, name=other, noise_level=noise_level if other == "x0" else 0.0)
             if other == "x_true" and value.shape != y.shape:
-                raise ValueError(f"{other} must have the shape of y {tuple(y.shape)}, got {tuple(value.shape)}")
+                raise ValueError(f"{other} must have shape {tuple(y.shape)} (that of y), got {tuple(value.shape)}")
     sigma = None if sigma is None else check_positive(sigma, name="sigma")
     gamma = None if gamma is None else check_positive(gamma, name="gamma")
     key = solver.lower() if isinstance(solver, str) else solver

@@ -286,7 +286,8 @@ def test_cli_refuses_with_one_line_and_leaves_nothing(case_id, argv, expected, a
 # --------------------------------------------------------------------------- what now works
 def test_checkpoint_by_path_works_in_every_entry_point(assets, work, capsys):
     img, ckpt = str(assets["img"]), str(assets["ckpt"])
-    assert main(["deblur", img, "--denoiser", ckpt, "--max-iter", "2", "--out", "d.png", "--report", "d.json"]) == 0
+    assert main(["deblur", img, "--denoiser", ckpt, "--kernel", "gaussian:5:1.0", "--max-iter", "2", "--out", "d.png",
+                 "--report", "d.json"]) == 0
     assert main(["denoise", img, "--denoiser", ckpt, "--out", "n.png"]) == 0
     y = torch.rand(1, 1, IMG, IMG)
     res = pnp.deblur(y, "gaussian:5:1.0", noise_level=0.01, denoiser=ckpt, max_iter=2)
@@ -304,14 +305,15 @@ def test_failure_while_writing_leaves_nothing(assets, work, monkeypatch, capsys)
 
     monkeypatch.setattr(deblur_cli, "write_plot", failing_plot)
     before = snapshot(work)
-    rc = main(["deblur", str(assets["img"]), "--max-iter", "2", "--out", "o.png", "--report", "r.json",
-               "--plot", "p.png"])
+    rc = main(["deblur", str(assets["img"]), "--kernel", "gaussian:5:1.0", "--max-iter", "2", "--out", "o.png",
+               "--report", "r.json", "--plot", "p.png"])
     assert rc == 2 and "disk full" in capsys.readouterr().err
     assert snapshot(work) == before
 
 
 def test_force_overwrites_in_place(assets, work, capsys):
-    rc = main(["deblur", str(assets["img"]), "--max-iter", "2", "--out", "exists.png", "--force"])
+    rc = main(["deblur", str(assets["img"]), "--kernel", "gaussian:5:1.0", "--max-iter", "2", "--out", "exists.png",
+               "--force"])
     assert rc == 0 and (work / "exists.png").read_bytes()[:4] == b"\x89PNG"
     assert oct((work / "exists.png").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
