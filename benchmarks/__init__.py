@@ -1,8 +1,10 @@
 """benchmarks: protocols (deblurring, denoising, speed), runners, reports and plots.
 
 Deblurring: :mod:`benchmarks.protocols` (``levin10``, ``gauss25`` as TOML), :mod:`benchmarks.degrade`
-(the literature's degradation), :mod:`benchmarks.runner` (resumable, sharded),
-:mod:`benchmarks.report`, :mod:`benchmarks.baselines`, :mod:`benchmarks.calibrate`.
+(the literature's degradation), :mod:`benchmarks.runner` (the command: resumable, sharded) over
+:mod:`benchmarks.plan` (config -> tasks), :mod:`benchmarks.execute` (one task -> one record) and
+:mod:`benchmarks.records` (the records store), :mod:`benchmarks.report`, :mod:`benchmarks.baselines`,
+:mod:`benchmarks.calibrate`.
 Speed: :mod:`benchmarks.speed`, :mod:`benchmarks.overhead`. Robustness: :mod:`benchmarks.robust`.
 """
 

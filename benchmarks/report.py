@@ -26,6 +26,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from benchmarks.records import clean_json
+
 __all__ = ["common_table", "denoise_table", "method_name", "psnr_table", "method_table", "summary_markdown", "write_all", "write_csv", "write_json"]
 
 _CSV_META = ("protocol", "seed", "device", "dtype", "torch", "deepinv")
@@ -167,9 +169,7 @@ def summary_markdown(records: list[dict[str, Any]], meta: dict[str, Any]) -> str
 
 
 def write_json(path: Path, records: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-    from benchmarks.runner import _clean_json
-
-    _atomic_text(path, json.dumps(_clean_json({"metadata": meta, "records": records}), indent=1) + "\n")
+    _atomic_text(path, json.dumps(clean_json({"metadata": meta, "records": records}), indent=1) + "\n")
 
 
 def write_csv(path: Path, records: list[dict[str, Any]], meta: dict[str, Any]) -> None:

@@ -1,25 +1,17 @@
-r"""The deblurring benchmark runner: every (image, kernel, noise, solver, denoiser), resumable.
+r"""The deblurring benchmark command: every (image, kernel, noise, solver, denoiser), resumable.
 
-For each test case the runner degrades the clean image exactly as the protocol says
-(:mod:`benchmarks.degrade`), picks ``(sigma, gamma)`` from the protocol's parameter rule with the
-exact ``||A||``, runs the solver from ``x0 = A^T y`` until the largest relative fixed-point
-residual ``||x_{k+1} - x_k|| / ||x_k||`` drops below ``tol`` or the budget is spent, and writes one
-record (:data:`RECORD_KEYS`):
+The runner orchestrates three rooms and holds none of their contents:
 
-* ``psnr`` / ``ssim`` of the last iterate (definitions in the protocol), ``psnr_input`` of ``y``;
-* ``iterations``, ``converged``, ``stop_reason``, ``final_residual`` (relative);
-* ``monotone``: whether the *absolute* residual ``||x_{k+1} - x_k||`` never increased (up to
-  round-off: an increase counts when ``r_{k+1} > r_k (1 + 1e-3) + 1e-6 ||x_k||``); it is
-  non-increasing for every averaged iteration (FBS/HQS; for ADMM it is guaranteed on the
-  governing variable, and measured here on ``x``); ``max_residual_ratio`` = ``max r_{k+1}/r_k``;
-* ``guarantee`` (``holds`` / ``holds (not checked exactly)`` / ``none`` / ``closed form``) with
-  ``guarantee_reason`` (:mod:`pnp.guarantees`; BM3D and unconstrained networks: ``none``);
-* ``time_per_iteration`` (mean of the solver's own per-step timing, which includes the
-  per-iteration PSNR) and ``total_time`` (solver construction, ``||A||``, iterations).
+* planning, :mod:`benchmarks.plan`: :class:`BenchConfig` (what to run) -> :func:`plan_tasks` (the
+  :class:`Task` list), :func:`record_key`, :data:`SOLVER_NAMES`, :func:`config_from_args`;
+* execution, :mod:`benchmarks.execute`: :func:`run_task` (one task -> one record,
+  :data:`RECORD_KEYS`: degradation, parameters, the solver loop, histories and images);
+* recording, :mod:`benchmarks.records`: ``records.jsonl`` (:func:`load_records`), ``run.json``,
+  ``errors.jsonl``, :func:`environment`; the reports on top of them are :mod:`benchmarks.report`.
 
-Solvers: ``fbs``, ``hqs``, ``admm`` (:mod:`pnp.solvers`), ``deepinv-pgd`` (deepinv's PGD with the
-same denoiser and the parameters, budget and tolerance of ``fbs``: the cross-check), and ``closed-form`` for the ``wiener`` /
-``tikhonov`` baselines (one record per case whatever solvers were asked for).
+Those names stay importable from here. The runner itself holds :func:`run_benchmark`,
+:func:`run_denoise_benchmark`, :func:`extension_problems`, :func:`check_denoisers` and
+:class:`BenchmarkError`.
 
 **Resumable.** Records are appended one line at a time to ``OUTDIR/records.jsonl`` by the parent
 process (one ``write`` + ``fsync`` per record; a torn last line from a crash is dropped on
@@ -50,30 +42,34 @@ import datetime
 import json
 import math
 import os
-import platform
-import re
 import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
-from benchmarks.baselines import (
-    CLOSED_FORM,
-    closed_form,
-    denoiser_fingerprint,
-    describe,
-    files_digest,
-    resolve_denoiser,
-    run_deepinv_pgd,
+from benchmarks.baselines import CLOSED_FORM, denoiser_fingerprint, describe
+from benchmarks.degrade import list_images, load_clean, resolve_data, to_hwc, to_tensor
+# also re-exported for the callers that import them from here: BenchConfig, Task, SOLVER_NAMES,
+# config_from_args, plan_tasks, record_key, RECORD_KEYS, run_task, environment, load_records
+from benchmarks.execute import RECORD_KEYS, cached_denoiser, run_task, ssim
+from benchmarks.plan import SOLVER_NAMES, BenchConfig, Task, config_from_args, plan_tasks, record_key, rule_solver
+from benchmarks.protocols import Protocol
+from benchmarks.records import (
+    ERRORS_FILE,
+    RECORDS_FILE,
+    RUN_FILE,
+    append_record,
+    atomic_write,
+    current_records,
+    data_identity,
+    environment,
+    load_records,
+    repair_tail,
 )
-from benchmarks.degrade import degrade, list_images, load_clean, resolve_data, to_hwc, to_tensor
-from benchmarks.protocols import Protocol, load_protocol
 
 __all__ = [
     "BenchConfig",
@@ -91,13 +87,6 @@ __all__ = [
     "run_task",
 ]
 
-SOLVER_NAMES = ("fbs", "hqs", "admm", "deepinv-pgd", "variational")
-
-#: Keys every record has (more may follow).
-RECORD_KEYS = (
-    "image", "kernel", "noise", "solver", "denoiser", "psnr", "ssim", "iterations", "converged",
-    "final_residual", "monotone", "guarantee", "time_per_iteration", "total_time",
-)
 
 class BenchmarkError(RuntimeError):
     """Every planned run of a benchmark command failed (the message quotes the first error)."""
@@ -122,463 +111,6 @@ def _remove_new_folder(outp: Path) -> None:
     import shutil
 
     shutil.rmtree(outp, ignore_errors=True)
-
-
-_RECORDS = "records.jsonl"
-_RUN = "run.json"
-_ERRORS = "errors.jsonl"
-
-
-@dataclass(frozen=True)
-class Task:
-    """One benchmark run."""
-
-    image: str
-    image_path: str
-    image_index: int
-    kernel: str
-    kernel_index: int
-    noise: float
-    solver: str
-    denoiser: str
-
-    @property
-    def label(self) -> str:
-        return describe(self.denoiser)
-
-    def key(self) -> str:
-        return record_key(self.image, self.kernel, self.noise, self.solver, self.label)
-
-
-def record_key(image: str, kernel: str, noise: float, solver: str, denoiser: str) -> str:
-    """The identity of a record: ``image|kernel|noise*255|solver|denoiser``."""
-    return f"{image}|{kernel}|{round(float(noise) * 255, 6):g}|{solver}|{denoiser}"
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """What to run: a protocol plus the selection (subset of kernels/noise/images, solvers,
-    denoisers) and execution settings. ``max_iter`` overrides every iteration budget."""
-
-    protocol: Protocol
-    denoisers: tuple[str, ...]
-    solvers: tuple[str, ...] = ("fbs",)
-    data: str | None = None
-    noise_levels: tuple[float, ...] | None = None
-    kernels: tuple[int, ...] | None = None
-    max_images: int | None = None
-    max_iter: int | None = None
-    workers: int = 1
-    device: str | None = None
-    save_images: str = "first"
-    shard: tuple[int, int] | None = None
-
-    def __post_init__(self) -> None:
-        if not self.denoisers:
-            raise ValueError("give at least one denoiser")
-        for s in self.solvers:
-            if s not in SOLVER_NAMES:
-                raise ValueError(f"unknown solver {s!r}; choose from {', '.join(SOLVER_NAMES)}")
-        if not self.solvers and any(d.lower() not in CLOSED_FORM for d in self.denoisers):
-            raise ValueError("give at least one solver")
-        if self.kernels is not None:
-            for i in self.kernels:
-                if not 0 <= i < len(self.protocol.kernels):
-                    raise ValueError(
-                        f"kernel index {i} out of range: protocol {self.protocol.name!r} has "
-                        f"{len(self.protocol.kernels)} kernels (0..{len(self.protocol.kernels) - 1})"
-                    )
-        if self.max_images is not None and self.max_images < 1:
-            raise ValueError(f"max_images must be >= 1, got {self.max_images!r}")
-        if self.max_iter is not None and self.max_iter < 1:
-            raise ValueError(f"max_iter must be >= 1, got {self.max_iter!r}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers!r}")
-        if self.save_images not in ("none", "first", "all"):
-            raise ValueError(f"save_images must be none, first or all, got {self.save_images!r}")
-        if self.shard is not None:
-            k, n = self.shard
-            if not (n >= 1 and 0 <= k < n):
-                raise ValueError(f"shard must be K/N with 0 <= K < N, got {k}/{n}")
-
-    def effective_protocol(self) -> Protocol:
-        """The protocol with the ``max_iter`` override applied (what records are computed with)."""
-        if self.max_iter is None:
-            return self.protocol
-        return self.protocol.replace(max_iter=int(self.max_iter), max_iter_overrides=())
-
-    def resolved_device(self) -> str:
-        if self.device in (None, "auto"):
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return str(self.device)
-
-
-def plan_tasks(config: BenchConfig) -> list[Task]:
-    """All tasks of ``config`` in a deterministic order (image, kernel, noise, denoiser, solver)."""
-    p = config.protocol
-    images = list_images(config.data if config.data is not None else p.images)
-    if config.max_images is not None:
-        images = images[: config.max_images]
-    kidx = list(config.kernels) if config.kernels is not None else list(range(len(p.kernels)))
-    noises = list(config.noise_levels) if config.noise_levels is not None else list(p.noise_levels)
-    # a level given as 0.03 is the protocol's 7.65/255: use the protocol's exact value
-    noises = [p.noise_levels[i] if (i := p.noise_index(nu)) is not None else nu for nu in noises]
-    tasks = []
-    for ii, path in enumerate(images):
-        if config.shard is not None and ii % config.shard[1] != config.shard[0]:
-            continue
-        for ki in kidx:
-            for nu in noises:
-                for den in config.denoisers:
-                    solvers = ("closed-form",) if den.lower() in CLOSED_FORM else config.solvers
-                    for s in solvers:
-                        tasks.append(Task(path.name, str(path), ii, p.kernels[ki], ki, float(nu), s, den))
-    return tasks
-
-
-# --------------------------------------------------------------------------- one run
-_KERNELS: dict[str, Any] = {}
-_NETS: dict[tuple[str, str, str | None], Any] = {}
-
-
-def _kernel(spec: str) -> Any:
-    if spec not in _KERNELS:
-        from operators import load_kernel
-
-        _KERNELS[spec] = load_kernel(spec)
-    return _KERNELS[spec]
-
-
-def _denoiser(name: str, device: str) -> Any:
-    """Stateless networks are cached per process; classical denoisers (TV warm-starts) are not."""
-    low = name.lower()
-    if low in ("tv", "quadratic", "bm3d"):
-        return resolve_denoiser(name, device=device)
-    key = (name, device, denoiser_fingerprint(name))  # new weights at the same path: reload
-    if key not in _NETS:
-        _NETS[key] = resolve_denoiser(name, device=device)
-    return _NETS[key]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
-
-
-def _guarantee_fields(g: Any) -> dict[str, Any]:
-    if g.holds:
-        label = "holds" if g.checked else "holds (not checked exactly)"
-    else:
-        label = "none"
-    return {"guarantee": label, "guarantee_reason": g.reason, "guarantee_theorem": g.theorem}
-
-
-def _ssim(x: np.ndarray, ref: np.ndarray) -> float:
-    from skimage.metrics import structural_similarity
-
-    a = np.clip(x, 0.0, 1.0)
-    b = np.clip(ref, 0.0, 1.0)
-    if a.shape[-1] == 1:
-        return float(structural_similarity(a[..., 0], b[..., 0], data_range=1.0))
-    return float(structural_similarity(a, b, data_range=1.0, channel_axis=2))
-
-
-def _monotone(abs_res: list[float], norms: list[float]) -> tuple[bool, float]:
-    ok = True
-    ratio = 0.0
-    for k in range(1, len(abs_res)):
-        prev, cur = abs_res[k - 1], abs_res[k]
-        if prev > 0:
-            ratio = max(ratio, cur / prev)
-        if cur > prev * (1 + 1e-3) + 1e-6 * norms[k]:
-            ok = False
-    return ok, ratio
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _save_history(out: Path, slug: str, hist: dict[str, Any]) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: np.asarray(v, dtype=np.float64) for k, v in hist.items() if v is not None})
-    (out / "histories").mkdir(exist_ok=True)
-    _atomic_write(out / "histories" / f"{slug}.npz", buf.getvalue())
-
-
-def _save_png(path: Path, x_hwc: np.ndarray) -> None:
-    import imageio.v3 as iio
-
-    arr = np.round(np.clip(x_hwc, 0, 1) * 255).astype(np.uint8)
-    arr = arr[..., 0] if arr.shape[-1] == 1 else arr
-    import io
-
-    buf = io.BytesIO()
-    iio.imwrite(buf, arr, extension=".png")
-    _atomic_write(path, buf.getvalue())
-
-
-def _rule_solver(solver: str) -> str:
-    """The solver whose rule entry applies: deepinv's PGD is the same iteration as our FBS and
-    takes the FBS parameters (the cross-check)."""
-    return "fbs" if solver == "deepinv-pgd" else solver
-
-
-def run_task(task: Task, protocol: Protocol, *, device: str, out: str | None = None,
-             save_image: bool = False) -> dict[str, Any]:
-    """Run one task and return its record (histories and images go under ``out`` when given)."""
-    from operators import FFTBlur
-    from pnp.api import SOLVERS
-    from pnp.guarantees import denoiser_certificate, fbs_guarantee
-    from pnp.metrics import psnr
-
-    dtype = getattr(torch, protocol.dtype)
-    clean, bits = load_clean(task.image_path)
-    k = _kernel(task.kernel)
-    deg = degrade(clean, k.numpy(), task.noise, seed=protocol.seed, quantize=protocol.quantize_blurred)
-    y = to_tensor(deg.observed, dtype=dtype, device=device)
-    x_true = to_tensor(deg.clean, dtype=dtype, device=device)
-    physics = FFTBlur(k).to(device)
-    h, w = y.shape[-2:]
-    t_start = time.perf_counter()
-    opnorm = physics.opnorm(image_size=(h, w))
-    s, gamma = protocol.rule.parameters(task.label, solver=_rule_solver(task.solver), noise=task.noise,
-                                        opnorm=opnorm)
-    budget = protocol.budget(task.label)
-    hist: dict[str, Any] = {}
-    rec: dict[str, Any] = {}
-    if task.solver == "closed-form":
-        with torch.no_grad():
-            x = closed_form(y, physics, s, kind=task.label.lower())
-        total = time.perf_counter() - t_start
-        rec.update(iterations=0, converged=True, stop_reason="closed form (exact minimiser)",
-                   final_residual=0.0, monotone=True, max_residual_ratio=0.0,
-                   guarantee="closed form", guarantee_reason="exact minimiser of a convex quadratic",
-                   guarantee_theorem="closed form", time_per_iteration=total, sigma=None,
-                   lam=s, gamma=None)
-    elif task.solver == "deepinv-pgd":
-        den = _denoiser(task.denoiser, device)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            r = run_deepinv_pgd(physics, y, den, sigma=s, gamma=gamma, max_iter=budget,
-                                tol=protocol.tol, x_true=x_true)
-        total = time.perf_counter() - t_start
-        x = r["x"]
-        res = r["residual"]
-        g = fbs_guarantee(opnorm=opnorm, gamma=gamma, certificate=denoiser_certificate(den))
-        abs_res = res  # a single image: monotonicity of the relative residual as recorded
-        mono, ratio = _monotone(abs_res, [0.0] * len(abs_res))
-        conv = bool(res) and res[-1] < protocol.tol
-        rec.update(iterations=r["iterations"], converged=conv,
-                   stop_reason="deepinv early stop (relative residual < tol)" if r["iterations"] < budget
-                   else f"max_iter reached ({budget} iterations)",
-                   final_residual=res[-1] if res else None, monotone=mono, max_residual_ratio=ratio,
-                   time_per_iteration=float(np.mean(r["times"])) if r["times"] else None,
-                   sigma=s, gamma=gamma, lam=None, **_guarantee_fields(g))
-        hist = {"residual": res, "psnr": r["psnr"], "time": r["times"]}
-    elif task.solver == "variational":
-        # a ridge prior minimised directly: s is the prior's noise level, gamma_scale (= gamma ||A||^2)
-        # multiplies lambda(s); the stop is the solver's relative gradient-norm test at tol
-        from pnp.solvers.variational import VariationalRidge
-
-        den = _denoiser(task.denoiser, device)
-        reg = getattr(den, "reg", None)
-        if reg is None:
-            raise ValueError(f"solver 'variational' needs a ridge regulariser (crr, wcrr), got {task.denoiser!r}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = VariationalRidge(physics, y, reg, sigma=s, lam_scale=gamma * opnorm**2, max_iter=budget,
-                                      tol=protocol.tol, x_true=x_true).run()
-        total = time.perf_counter() - t_start
-        x = result.x
-        res = result.history.residual[:, 0].tolist()
-        obj = result.objective[:, 0].tolist()
-        mono = all(b <= a + 1e-12 * abs(a) for a, b in zip(obj, obj[1:]))
-        times = result.history.time.tolist()
-        rec.update(iterations=result.iterations, converged=result.converged, stop_reason=result.stop_reason,
-                   final_residual=res[-1] if res else None, monotone=mono, max_residual_ratio=None,
-                   objective_monotone=mono, final_grad_norm=float(result.final_grad_norm[0]),
-                   safeguard_steps=result.safeguard_steps,
-                   time_per_iteration=float(np.mean(times)) if times else None,
-                   sigma=s, gamma=None, lam=float(result.lam[0]), **_guarantee_fields(result.guarantee))
-        hist = {"residual": res,
-                "psnr": None if result.history.psnr is None else result.history.psnr[:, 0].tolist(),
-                "time": times, "objective": obj, "grad_norm": result.grad_norm[:, 0].tolist()}
-    else:
-        den = _denoiser(task.denoiser, device)
-        cls = SOLVERS[task.solver]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            solver = cls(physics, y, den, sigma=s, gamma=gamma, max_iter=budget, tol=protocol.tol,
-                         x_true=x_true)
-            abs_res: list[float] = []
-            norms: list[float] = []
-            converged = False
-            stop = f"max_iter reached ({budget} iterations)"
-            while solver.iteration < budget:
-                n_old = float(torch.linalg.vector_norm(solver.x))
-                step = solver.step()
-                if step is None:
-                    stop = solver.stop_reason
-                    break
-                worst = float(step.max())
-                abs_res.append(worst * n_old)
-                norms.append(n_old)
-                if worst < protocol.tol:
-                    converged = True
-                    stop = f"converged: relative residual {worst:.3g} < tol {protocol.tol:g} at iteration {solver.iteration}"
-                    break
-            result = solver.result()
-        total = time.perf_counter() - t_start
-        x = result.x
-        res = result.history.residual[:, 0].tolist()
-        mono, ratio = _monotone(abs_res, norms)
-        times = result.history.time.tolist()
-        rec.update(iterations=result.iterations, converged=converged, stop_reason=stop,
-                   final_residual=res[-1] if res else None, monotone=mono, max_residual_ratio=ratio,
-                   time_per_iteration=float(np.mean(times)) if times else None,
-                   sigma=s, gamma=gamma, lam=None, **_guarantee_fields(result.guarantee))
-        hist = {"residual": res,
-                "psnr": None if result.history.psnr is None else result.history.psnr[:, 0].tolist(),
-                "time": times, "abs_residual": abs_res}
-    x_hwc = to_hwc(x)
-    record = {
-        "image": task.image,
-        "kernel": task.kernel,
-        "kernel_index": task.kernel_index,
-        "noise": task.noise,
-        "noise_255": round(task.noise * 255, 6),
-        "solver": task.solver,
-        "denoiser": task.label,
-        "denoiser_spec": task.denoiser,
-        "denoiser_sha256": denoiser_fingerprint(task.denoiser),
-        "psnr": float(psnr(x.detach().double(), x_true.double())[0]),
-        "ssim": _ssim(x_hwc, deg.clean),
-        "psnr_input": float(psnr(y.double(), x_true.double())[0]),
-        **rec,
-        "max_iter": budget,
-        "tol": protocol.tol,
-        "total_time": total,
-        "opnorm": opnorm,
-        "image_size": [int(h), int(w)],
-        "channels": int(y.shape[1]),
-        "finite": bool(np.isfinite(x_hwc).all()),
-    }
-    record["key"] = task.key()
-    if out is not None:
-        slug = _slug(record["key"].replace("|", "__"))
-        record["history_file"] = f"histories/{slug}.npz" if hist else None
-        if hist:
-            _save_history(Path(out), slug, hist)
-        if save_image:
-            img_dir = Path(out) / "images"
-            img_dir.mkdir(exist_ok=True)
-            _save_png(img_dir / f"{slug}.png", x_hwc)
-            case = _slug(f"{task.image}__{task.kernel}__n{record['noise_255']:g}")
-            if not (img_dir / f"{case}__observed.png").exists():
-                _save_png(img_dir / f"{case}__observed.png", deg.observed)
-                _save_png(img_dir / f"{case}__clean.png", deg.clean)
-            record["image_file"] = f"images/{slug}.png"
-            record["case_files"] = [f"images/{case}__clean.png", f"images/{case}__observed.png"]
-    return record
-
-
-# --------------------------------------------------------------------------- records store
-def load_records(out: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """Records of ``OUTDIR/records.jsonl`` by key (a torn last line is ignored)."""
-    path = Path(out) / _RECORDS
-    recs: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return recs
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # torn write from an interrupted run
-        recs[r["key"]] = r
-    return recs
-
-
-def _repair_tail(path: Path) -> None:
-    """Drop a torn last line so that the next append starts on a fresh line."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    data = path.read_bytes()
-    if data.endswith(b"\n"):
-        return
-    cut = data.rfind(b"\n") + 1
-    with open(path, "r+b") as f:
-        f.truncate(cut)
-
-
-def _append(path: Path, record: dict[str, Any]) -> None:
-    line = (json.dumps(_clean_json(record), sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _clean_json(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(v, dict):
-        return {k: _clean_json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean_json(x) for x in v]
-    return v
-
-
-def environment(device: str, dtype: str) -> dict[str, Any]:
-    """Versions and machine facts stored in every result file."""
-    import deepinv
-    import scipy
-    import skimage
-
-    versions = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "deepinv": deepinv.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit-image": skimage.__version__,
-    }
-    try:
-        from importlib.metadata import version
-
-        versions["pnp-toolkit"] = version("pnp-toolkit")
-        versions["bm3d"] = version("bm3d")
-    except Exception:  # pragma: no cover - metadata missing
-        pass
-    commit = None
-    try:
-        import subprocess
-
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parents[1],
-            capture_output=True, text=True, timeout=5,
-        ).stdout.strip() or None
-    except Exception:  # pragma: no cover
-        pass
-    return {
-        "versions": versions,
-        "git_commit": commit,
-        "device": device,
-        "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else platform.processor() or platform.machine(),
-        "dtype": dtype,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-    }
 
 
 def _init_worker(threads: int) -> None:
@@ -614,12 +146,12 @@ def run_benchmark(
     protocol = config.effective_protocol()
     device = config.resolved_device()
     data_dir = str(resolve_data(config.data if config.data is not None else protocol.images).resolve())
-    data_id = _data_identity(data_dir)
+    data_id = data_identity(data_dir)
     check_denoisers(config.denoisers, allow_closed_form=True)  # before the folder exists
     created = not outp.exists()
     outp.mkdir(parents=True, exist_ok=True)
     run_info = {"protocol": protocol.to_dict(), "data": data_dir, "data_sha256": data_id}
-    run_path = outp / _RUN
+    run_path = outp / RUN_FILE
     if run_path.exists():
         old = json.loads(run_path.read_text())
         # the same images (names and bytes) wherever the folder lies; older run.json: the same path
@@ -647,11 +179,11 @@ def run_benchmark(
                 "date": datetime.datetime.now().isoformat(timespec="seconds")}
     history = [*old.get("commands", []), this_run]
     superseded = {"superseded_protocols": old["superseded_protocols"]} if old.get("superseded_protocols") else {}
-    _atomic_write(run_path, (json.dumps({**run_info, "data": old.get("data", data_dir), "commands": history,
+    atomic_write(run_path, (json.dumps({**run_info, "data": old.get("data", data_dir), "commands": history,
                                          **superseded}, indent=2) + "\n").encode())
     tasks = plan_tasks(dataclasses.replace(config, data=data_dir))
-    rec_path = outp / _RECORDS
-    _repair_tail(rec_path)
+    rec_path = outp / RECORDS_FILE
+    repair_tail(rec_path)
     done = load_records(outp)
     prints = {d: denoiser_fingerprint(d) for d in config.denoisers}
     stale = {t.key() for t in tasks
@@ -679,10 +211,10 @@ def run_benchmark(
         if "error" in r:
             errors += 1
             first_error[:] = first_error or [f"{r['key']}: {r['error']}"]
-            _append(outp / _ERRORS, r)
+            append_record(outp / ERRORS_FILE, r)
             log(f"  error {r['key']}: {r['error']}")
             return
-        _append(rec_path, r)
+        append_record(rec_path, r)
         done[r["key"]] = r
         new += 1
         log(f"  [{len(tasks) - len(todo) + new}/{len(tasks)}] {r['key']}: PSNR {r['psnr']:.2f} dB, {r['iterations']} it, "
@@ -712,7 +244,7 @@ def run_benchmark(
                 for f in futures:
                     f.cancel()
     if todo and new == 0 and errors > 0 and (stop_after is None or stop_after > 0):
-        where = f"see {outp / _ERRORS}"
+        where = f"see {outp / ERRORS_FILE}"
         if created:
             _remove_new_folder(outp)
             where = f"{outp} was not created"
@@ -721,7 +253,7 @@ def run_benchmark(
 
     keys = [t.key() for t in tasks]
     records = [done[k] for k in keys if k in done]
-    table, left_out = _current_records(outp, keys)
+    table, left_out = current_records(outp, keys)
     meta = {
         "benchmark": "deblur",
         "protocol": protocol.to_dict(),
@@ -767,7 +299,7 @@ def extension_problems(old: dict[str, Any], new: Protocol, records: dict[str, di
 
     for key, r in sorted(records.items()):
         try:
-            s, gamma = new.rule.parameters(r["denoiser"], solver=_rule_solver(r["solver"]), noise=float(r["noise"]),
+            s, gamma = new.rule.parameters(r["denoiser"], solver=rule_solver(r["solver"]), noise=float(r["noise"]),
                                            opnorm=float(r["opnorm"]))
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"record {key!r} cannot be checked ({exc})")
@@ -783,60 +315,6 @@ def extension_problems(old: dict[str, Any], new: Protocol, records: dict[str, di
         if new.budget(r["denoiser"]) != r.get("max_iter"):
             problems.append(f"record {key!r}: budget {r.get('max_iter')!r} -> {new.budget(r['denoiser'])}")
     return problems
-
-
-def _data_identity(folder: str) -> str:
-    """SHA-256 over the names and SHA-256 digests of a folder's images (its identity, wherever
-    the folder lies)."""
-    return files_digest(list_images(folder))
-
-
-def _current_records(outp: Path, first: list[str]) -> tuple[list[dict[str, Any]], int]:
-    """Every record of ``outp`` made with the current weights of its denoiser (the tables of the
-    folder, which may hold the records of several commands), the keys ``first`` in that order and
-    the others sorted by image, kernel, noise, denoiser and solver; and how many were left out."""
-    allrec = load_records(outp)
-    prints: dict[str, str | None] = {}
-
-    def current(r: dict[str, Any]) -> bool:
-        spec = r.get("denoiser_spec", r.get("denoiser"))
-        if spec not in prints:
-            try:
-                prints[spec] = denoiser_fingerprint(spec)
-            except ValueError:
-                prints[spec] = "?"
-        return r.get("denoiser_sha256") == prints[spec]
-
-    ok = {k: r for k, r in allrec.items() if current(r)}
-    head = [ok[k] for k in first if k in ok]
-    seen = set(first)
-    rest = sorted((r for k, r in ok.items() if k not in seen),
-                  key=lambda r: (r["image"], r.get("kernel_index", 0), r["noise"], r["denoiser"], r["solver"]))
-    return head + rest, len(allrec) - len(ok)
-
-
-def config_from_args(
-    *,
-    protocol: str,
-    denoisers: list[str],
-    solvers: list[str],
-    data: str | None = None,
-    noise: list[float] | None = None,
-    kernels: list[int] | None = None,
-    max_images: int | None = None,
-    max_iter: int | None = None,
-    workers: int = 1,
-    device: str | None = None,
-    save_images: str = "first",
-    shard: tuple[int, int] | None = None,
-) -> BenchConfig:
-    """A :class:`BenchConfig` from plain values (the command line's path)."""
-    return BenchConfig(
-        protocol=load_protocol(protocol), denoisers=tuple(denoisers), solvers=tuple(solvers),
-        data=data, noise_levels=None if noise is None else tuple(noise),
-        kernels=None if kernels is None else tuple(kernels), max_images=max_images,
-        max_iter=max_iter, workers=workers, device=device, save_images=save_images, shard=shard,
-    )
 
 
 # --------------------------------------------------------------------------- denoising benchmark
@@ -885,7 +363,7 @@ def run_denoise_benchmark(
         return _denoise_benchmark(outp, images, data=data, noise_levels=noise_levels, denoisers=denoisers,
                                   seed=seed, dtype=dtype, tdtype=tdtype, dev=dev, log=log, command=command)
     except BaseException:
-        if created and not (outp / _RECORDS).exists():  # nothing recorded: leave nothing behind
+        if created and not (outp / RECORDS_FILE).exists():  # nothing recorded: leave nothing behind
             _remove_new_folder(outp)
         raise
 
@@ -896,8 +374,8 @@ def _denoise_benchmark(outp: Path, images: list[Path], *, data: str, noise_level
     from operators import numpy_gaussian_noise
     from pnp.metrics import psnr
 
-    rec_path = outp / _RECORDS
-    _repair_tail(rec_path)
+    rec_path = outp / RECORDS_FILE
+    repair_tail(rec_path)
     done = load_records(outp)
     prints = {d: denoiser_fingerprint(d) for d in denoisers}
     keys = []
@@ -912,7 +390,7 @@ def _denoise_benchmark(outp: Path, images: list[Path], *, data: str, noise_level
                 keys.append(key)
                 if key in done and done[key].get("denoiser_sha256") == prints[name]:
                     continue
-                den = _denoiser(name, dev)
+                den = cached_denoiser(name, dev)
                 t0 = time.perf_counter()
                 with torch.no_grad(), warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -925,11 +403,11 @@ def _denoise_benchmark(outp: Path, images: list[Path], *, data: str, noise_level
                     "key": key, "image": path.name, "noise": float(nu), "noise_255": round(float(nu) * 255, 6),
                     "denoiser": describe(name), "denoiser_spec": name, "denoiser_sha256": prints[name],
                     "psnr": float(psnr(x.double(), x_true.double())[0]),
-                    "ssim": _ssim(to_hwc(x), clean),
+                    "ssim": ssim(to_hwc(x), clean),
                     "psnr_input": float(psnr(y.double(), x_true.double())[0]),
                     "time": elapsed, "image_size": list(clean.shape[:2]), "channels": int(clean.shape[2]),
                 }
-                _append(rec_path, r)
+                append_record(rec_path, r)
                 done[key] = r
                 log(f"  {key}: PSNR {r['psnr']:.2f} dB ({elapsed:.2f} s)")
     records = [done[k] for k in keys]
