@@ -39,7 +39,7 @@ from denoisers.layers.spline import project_splines_
 from denoisers.ridge.model import RidgeCertificate, RidgeConfig, RidgeRegularizer
 from denoisers.ridge.prox import RidgeDenoiser, ridge_prox
 
-__all__ = ["RIDGE_MODES", "RidgeTrainConfig", "load_ridge", "save_ridge", "train_ridge", "RIDGE_KIND"]
+__all__ = ["RIDGE_MODES", "RidgeTrainConfig", "export_state", "load_ridge", "save_ridge", "train_ridge", "RIDGE_KIND"]
 
 RIDGE_KIND = "ridge-regularizer"
 STATE_KIND = "ridge-train-state"
@@ -361,6 +361,34 @@ def train_ridge(
     return final
 
 
+def export_state(state_path: str | Path, out: str | Path) -> RidgeCertificate:
+    """Write the weights of a training state (``state.safetensors``) as a ridge checkpoint with its
+    certificate, plus a JSON summary next to it (``out`` with suffix ``.json``): the step reached,
+    the training config, the validation history and the certificate. Lets a run stopped by a time
+    budget or by hand be shipped, and resumed later from the same state."""
+    tensors, meta = load_checkpoint(state_path, kind=STATE_KIND)
+    reg = RidgeRegularizer(RidgeConfig.from_dict(meta["architecture"]))
+    reg.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    hist = meta.get("history", {})
+    summary = {
+        "kind": reg.kind,
+        "steps": meta["step"],
+        "train_config": meta["train_config"],
+        "data": meta.get("data"),
+        "noise_levels": [reg.config.sigma_min, reg.config.sigma_max],
+        "training_seconds": hist.get("seconds", [None])[-1] if hist.get("seconds") else None,
+        "validation": {"step": hist.get("val_step", []), "psnr": hist.get("val_psnr", []),
+                       "sigma": meta["train_config"].get("val_sigma")},
+        "parameters": int(sum(p.numel() for p in reg.parameters())),
+    }
+    cert = save_ridge(reg, out, metadata={k: summary[k] for k in ("steps", "train_config", "data", "noise_levels")})
+    from denoisers.checkpoint import atomic_write_bytes
+
+    summary["certificate"] = cert.to_dict()
+    atomic_write_bytes(Path(out).with_suffix(".json"), (json.dumps(summary, indent=1) + "\n").encode())
+    return cert
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m denoisers.ridge.train --kind crr|wcrr --out DIR [...]`` (``pnp train --family crr|wcrr``
     is the same with the command line's conventions)."""
@@ -377,7 +405,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds (state saved)")
     ap.add_argument("--init", default=None, help="start from these ridge weights")
     ap.add_argument("--validate-every", type=int, default=RidgeTrainConfig.validate_every)
+    ap.add_argument("--export-state", default=None, metavar="STATE",
+                    help="only write the weights of this training state to --out (a .safetensors file)")
     a = ap.parse_args(argv)
+    if a.export_state:
+        cert = export_state(a.export_state, a.out)
+        print(f"wrote {a.out}\n{cert.summary()}")
+        return 0
     cfg = RidgeTrainConfig(mode=a.mode, steps=a.steps, batch_size=a.batch_size, patch_size=a.patch_size, lr=a.lr,
                            validate_every=a.validate_every)
     path = train_ridge(cfg, a.out, architecture=RidgeConfig(kind=a.kind), init=a.init, time_budget_s=a.time_budget)
