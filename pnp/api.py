@@ -208,6 +208,8 @@ def deblur(
     x0: Tensor | None = None,
     x_true: Tensor | None = None,
     progress: bool = False,
+    acceleration: str = "none",
+    anderson_memory: int = 5,
 ) -> SolverResult:
     """Deblur ``y`` (``[B, C, H, W]``, circular blur by ``kernel`` plus Gaussian noise of std
     ``noise_level``) with a PnP solver; returns the :class:`~pnp.solvers.SolverResult`.
@@ -216,6 +218,8 @@ def deblur(
     (``"gaussian:25:1.6"``, ``"levin:0"``, a file path). ``denoiser``: a name
     (:func:`available_denoisers`) or a ``denoiser(x, sigma)`` callable. ``solver``: ``"fbs"``,
     ``"hqs"`` or ``"admm"``. ``sigma``/``gamma``: override the default rule (module docstring).
+    ``acceleration="anderson"``: safeguarded Anderson acceleration with memory
+    ``anderson_memory`` (:mod:`pnp.solvers.anderson`; the guarantee of the plain loop is kept).
 
     Example::
 
@@ -258,5 +262,6 @@ def deblur(
     cls = SOLVERS[key]
     return cls(
         physics, y, den, sigma=sigma, gamma=gamma, max_iter=max_iter, tol=tol, x0=x0,
-        x_true=x_true, progress=progress,
+        x_true=x_true, progress=progress, acceleration=acceleration,
+        anderson_memory=anderson_memory,
     ).run()
