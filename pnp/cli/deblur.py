@@ -58,6 +58,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gamma", type=float, default=None, help="step size (default: rule; 1/||A||^2, or 1.95/||A||^2 for learned denoisers in FBS)")
     p.add_argument("--max-iter", type=positive_int, default=150, help="default 150")
     p.add_argument("--tol", type=float, default=1e-4, help="stop when residual < tol (1e-4)")
+    p.add_argument("--accel", choices=("none", "anderson"), default="none",
+                   help="safeguarded Anderson acceleration (keeps the guarantee; default none)")
+    p.add_argument("--anderson-memory", type=positive_int, default=5, help="Anderson memory (default 5)")
+    p.add_argument("--quiet", action="store_true", help="no progress line (shown only on a terminal)")
     p.add_argument("--out", required=True, help="restored image (.png/.tif/.jpg)")
     p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="output bit depth")
     p.add_argument("--report", default=None, help="write a JSON report")
@@ -103,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     result = pnp.deblur(
         y, physics.kernel.to(torch.float64), noise_level=args.noise, denoiser=args.denoiser,
         solver=args.solver, sigma=args.sigma, gamma=args.gamma, max_iter=args.max_iter,
-        tol=args.tol, x_true=x_true, progress=progress_enabled(),
+        tol=args.tol, x_true=x_true, progress=progress_enabled(args.quiet),
+        acceleration=args.accel, anderson_memory=args.anderson_memory,
     )
     elapsed = time.perf_counter() - t0
     write_image(args.out, result.x, bits=args.bits, overwrite=args.force)
@@ -116,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"PSNR restored : {psnr_out:.2f} dB")
     print(f"iterations    : {result.iterations} ({result.stop_reason})")
     print(f"converged     : {result.converged}")
+    if result.acceleration is not None:
+        print(f"anderson      : {result.acceleration.total_accepted} of "
+              f"{result.acceleration.total_tried} steps accepted (memory {args.anderson_memory})")
     print(f"{result.guarantee.summary()}")
     print(f"wrote {args.out} in {elapsed:.1f} s")
 
@@ -127,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         "converged": result.converged,
         "stop_reason": result.stop_reason,
         "guarantee": result.guarantee.to_dict(),
+        "acceleration": None if result.acceleration is None else result.acceleration.to_dict(),
         "solver": args.solver,
         "denoiser": args.denoiser,
         "kernel": kernel_spec,
