@@ -1,11 +1,16 @@
-"""PnP solvers: forward-backward (PGD), half-quadratic splitting, ADMM/Douglas-Rachford."""
+"""PnP solvers: forward-backward (PGD), half-quadratic splitting, ADMM/Douglas-Rachford, and the
+safeguarded Anderson acceleration they share (:mod:`pnp.solvers.anderson`)."""
 
 from pnp.solvers.admm import PnPADMM
+from pnp.solvers.anderson import AccelerationStats, Anderson, AndersonConfig
 from pnp.solvers.base import History, PnPSolver, SolverParams, SolverResult, operator_norm
 from pnp.solvers.fbs import PnPFBS
 from pnp.solvers.hqs import PnPHQS
 
 __all__ = [
+    "AccelerationStats",
+    "Anderson",
+    "AndersonConfig",
     "History",
     "PnPADMM",
     "PnPFBS",

@@ -180,3 +180,28 @@ def test_ill_conditioned_memory_restarts():
         p = acc.points(None)
         acc.update(None, p, p + d)
     assert acc.stats().restarts[0] >= 1 and acc.stats().tried[0] == 0
+
+
+def test_legacy_subclass_with_update_still_runs_the_plain_loop(problem):
+    """A solver written against the former hook (``_update`` only) keeps working, unaccelerated."""
+    from pnp.guarantees import hqs_guarantee
+    from pnp.solvers import PnPSolver
+
+    class LegacyHQS(PnPSolver):
+        name = "legacy-hqs"
+
+        def _make_guarantee(self):
+            return hqs_guarantee(gamma=self.gamma, certificate=self.certificate)
+
+        def _update(self):
+            return self.denoiser(self._prox_f(self.x), self.sigma)
+
+    den = QuadraticProxDenoiser(weight=WEIGHT)
+    kw = dict(sigma=SIGMA, max_iter=7, tol=1e-30)
+    a = LegacyHQS(problem["ours"], problem["y"], den, **kw).run()
+    b = PnPHQS(problem["ours"], problem["y"], den, **kw).run()
+    assert a.iterations == b.iterations == 7
+    assert torch.allclose(a.x, b.x, rtol=0, atol=1e-12)
+    assert torch.allclose(a.history.residual, b.history.residual)
+    with pytest.raises(ValueError, match="acceleration"):
+        LegacyHQS(problem["ours"], problem["y"], den, acceleration="anderson", **kw)
