@@ -58,8 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gamma", type=float, default=None, help="step size (default: rule; 1/||A||^2, or 1.95/||A||^2 for learned denoisers in FBS)")
     p.add_argument("--max-iter", type=positive_int, default=150, help="default 150")
     p.add_argument("--tol", type=float, default=1e-4, help="stop when residual < tol (1e-4)")
-    p.add_argument("--accel", choices=("none", "anderson"), default="none",
-                   help="safeguarded Anderson acceleration (keeps the guarantee; default none)")
+    p.add_argument("--accel", choices=("auto", "none", "anderson"), default="auto",
+                   help="safeguarded Anderson acceleration, keeps the guarantee (default auto: "
+                        "anderson for learned denoisers, none for tv/quadratic)")
     p.add_argument("--anderson-memory", type=positive_int, default=5, help="Anderson memory (default 5)")
     p.add_argument("--quiet", action="store_true", help="no progress line (shown only on a terminal)")
     p.add_argument("--out", required=True, help="restored image (.png/.tif/.jpg)")
