@@ -205,3 +205,27 @@ def test_legacy_subclass_with_update_still_runs_the_plain_loop(problem):
     assert torch.allclose(a.history.residual, b.history.residual)
     with pytest.raises(ValueError, match="acceleration"):
         LegacyHQS(problem["ours"], problem["y"], den, acceleration="anderson", **kw)
+
+
+def test_colour_batch_is_one_denoiser_call_per_iteration(problem):
+    """A grey network on a colour batch (:class:`denoisers.PerChannel`): one call per iteration
+    on all ``B * C`` channels, then only on the channels of the images still running."""
+    from denoisers import PerChannel
+    from torch import nn
+
+    quad = QuadraticProxDenoiser(weight=WEIGHT)
+    sizes = []
+
+    class Grey(nn.Module):
+        certificate = quad.certificate
+
+        def forward(self, x, sigma):
+            assert x.shape[1] == 1
+            sizes.append(x.shape[0])
+            return quad(x, sigma)
+
+    res = PnPFBS(problem["ours"], problem["y"], PerChannel(Grey()), sigma=SIGMA, max_iter=500,
+                 tol=1e-6, acceleration="anderson").run()
+    assert res.converged and len(sizes) == res.iterations
+    fast = min(res.image_iterations)
+    assert sizes == [6] * fast + [3] * (res.iterations - fast)
