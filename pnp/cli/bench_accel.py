@@ -53,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", default="levin10-cal2", help="shipped name or .toml (default levin10-cal2)")
     p.add_argument("--data", default=None, help="image folder (default: the protocol's)")
     p.add_argument("--images", default="1-7", help="1-based image numbers, e.g. 1-7 or 1,2 (default 1-7)")
-    p.add_argument("--kernels", default=None, help="1-based kernel numbers of the protocol (default all)")
+    p.add_argument("--kernels", default=None, help="1-based kernel numbers of the protocol, e.g. 1,10 (default all; note: pnp bench deblur counts from 0)")
     p.add_argument("--noise", default="7.65/255", help="one noise level (default 7.65/255)")
     p.add_argument("--denoiser", default="rk-averaged", help="comma-separated denoisers (default rk-averaged)")
     p.add_argument("--solver", default="fbs", help="comma-separated: fbs,hqs,admm (default fbs)")
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, memory=args.memory, max_iter=args.max_iter, out=out, log=log)
     photo = None
     if args.photo or args.photo_only:
-        log("colour photo case (astronaut 512x512), plain then accelerated ...")
+        log("colour photo case (astronaut 512x512), plain and accelerated in alternation ...")
         photo = photo_case(memory=args.memory)
     rows = summarise(records) if records else []
     result = {

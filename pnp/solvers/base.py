@@ -108,7 +108,10 @@ class SolverParams:
 class History:
     """Per-iteration, per-image records (CPU float64 tensors).
 
-    ``residual``: ``[iters, B]`` relative fixed-point residual ``||x_{k+1}-x_k|| / ||x_k||``;
+    ``residual``: ``[iters, B]`` relative fixed-point residual ``||x_{k+1}-x_k|| / ||x_k||``
+    (with acceleration, FBS/HQS: ``||T(s) - s|| / ||s||`` at the accepted point ``s``, the same
+    quantity for a plain step; a frozen image, or a rejected Anderson candidate, repeats the
+    image's last value);
     ``psnr``: ``[iters, B]`` PSNR of ``x_{k+1}`` (dB; ``None`` without ``x_true``);
     ``time``: ``[iters]`` seconds spent in each iteration.
     """
