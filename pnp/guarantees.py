@@ -29,7 +29,7 @@ iterative solver to a tolerance is flagged: the theorems are stated for the exac
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from denoisers.certificate import Certificate, compose_alpha_pair, relax_alpha
@@ -40,6 +40,7 @@ __all__ = [
     "fbs_guarantee",
     "hqs_guarantee",
     "admm_guarantee",
+    "with_acceleration",
 ]
 
 _KM = "Krasnoselskii-Mann / Opial: iterates of an averaged operator converge to a fixed point"
@@ -316,3 +317,40 @@ def admm_guarantee(
     if prox_inexact is not None:
         reason += " (for the exact prox; here it is computed iteratively to a tolerance)"
     return Guarantee(True, theorem, conditions, checked, reason)
+
+
+def with_acceleration(
+    guarantee: Guarantee,
+    *,
+    accepted: int,
+    tried: int,
+    iterations: int,
+    safeguard: float,
+    max_step: float,
+    memory: int,
+) -> Guarantee:
+    """The guarantee of a run with safeguarded Anderson acceleration (:mod:`pnp.solvers.anderson`).
+
+    The plain loop is the KM iteration of an averaged map ``T``; an Anderson candidate is kept
+    only when its move is at most ``max_step ||T s - s||`` and it lowers the fixed-point residual
+    by the factor ``safeguard < 1``, otherwise the plain step is taken. The residual then never
+    increases, the accepted moves are summable, and the iterates converge to a fixed point of
+    ``T`` under exactly the conditions of the plain loop: ``holds`` and ``checked`` are those of
+    ``guarantee``; the statement records the safeguard and how many steps were accepted.
+    """
+    cond = (
+        f"Anderson (memory {memory}) step kept only if ||T s - s|| drops by the factor "
+        f"{safeguard:g} and the move is <= {max_step:g} ||T s - s||; otherwise the plain KM step"
+    )
+    count = f"{accepted} of {tried} Anderson steps accepted in {iterations} iterations"
+    theorem = (
+        guarantee.theorem
+        + "; safeguarded Anderson acceleration keeps it (monotone residual, summable "
+        "accepted moves: quasi-Fejer, as for globally convergent Anderson on non-expansive maps)"
+    )
+    if guarantee.holds:
+        reason = f"{guarantee.reason}; the safeguard keeps this guarantee ({count})"
+    else:
+        reason = f"{guarantee.reason} (accelerated: {count}; the safeguard cannot add a guarantee)"
+    return replace(guarantee, theorem=theorem, conditions=(*guarantee.conditions, cond),
+                   reason=reason)

@@ -170,6 +170,8 @@ def write_plot(path: str, residual: Tensor, psnr: Tensor | None, *, title: str, 
     plt.close(fig)
 
 
-def progress_enabled() -> bool:
-    """tqdm progress bars only on a terminal."""
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+def progress_enabled(quiet: bool = False) -> bool:
+    """Progress lines only on a terminal (stderr is a TTY) and without ``--quiet``."""
+    from pnp.progress import wants_progress
+
+    return wants_progress(quiet, sys.stderr)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib
 
-_KINDS = ("deblur", "denoise", "speed", "robust")
+_KINDS = ("deblur", "denoise", "speed", "robust", "accel")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="run benchmarks (deblur, denoise, speed, robust)")
+    parser = subparsers.add_parser("bench", help="run benchmarks (deblur, denoise, speed, robust, accel)")
     kinds = parser.add_subparsers(dest="bench_kind", metavar="KIND")
     kinds.required = True
     for kind in _KINDS:

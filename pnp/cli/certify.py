@@ -39,6 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=100, help="adversarial search steps (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the empirical searches (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --json file (default: refuse)")
+    p.add_argument("--quiet", action="store_true", help="no progress line (shown only on a terminal)")
     p.set_defaults(func=run)
 
 
@@ -64,6 +65,17 @@ def _run(args: argparse.Namespace, plan: OutputPlan) -> int:
     from denoisers.layers.spline import spline_report
     from pnp.resolve import resolve_denoiser
 
+    from pnp.cli._common import progress_enabled
+    from pnp.progress import ProgressLine
+
+    line = ProgressLine("certify", total=4) if progress_enabled(getattr(args, "quiet", False)) else None
+    t_start = time.perf_counter()
+
+    def stage(k: int, what: str) -> None:
+        if line is not None:
+            line.message(f"certify stage {k}/4: {what} (elapsed {time.perf_counter() - t_start:.1f} s)")
+
+    stage(1, "certificate from the weights")
     t0 = time.perf_counter()  # loading recomputes the certificate: time both
     # recompute, never trust a stored certificate
     model = resolve_denoiser(args.model, argument="WEIGHTS_OR_NAME", verify=True)
@@ -78,12 +90,19 @@ def _run(args: argparse.Namespace, plan: OutputPlan) -> int:
     base = torch.rand(1, 1, args.size // 4, args.size // 4, generator=g)
     x0 = torch.nn.functional.interpolate(base, size=(args.size, args.size), mode="bilinear", align_corners=False)
     x0 = x0 + args.sigma * torch.randn(x0.shape, generator=g)
-    jac = jacobian_spectral_norm(model, x0, args.sigma, iters=30, seed=args.seed)
-    lip = adversarial_lipschitz(model, x0, args.sigma, steps=args.steps, lr=1e-2, seed=args.seed)
-    empirical_lip = max(jac.value, lip.value)
-    avg = None
-    if cert.alpha is not None:
-        avg = adversarial_averagedness(model, x0, cert.alpha, args.sigma, steps=args.steps, lr=1e-2, seed=args.seed)
+    try:
+        stage(2, "Jacobian power iteration")
+        jac = jacobian_spectral_norm(model, x0, args.sigma, iters=30, seed=args.seed)
+        stage(3, f"adversarial pair search ({args.steps} steps)")
+        lip = adversarial_lipschitz(model, x0, args.sigma, steps=args.steps, lr=1e-2, seed=args.seed)
+        empirical_lip = max(jac.value, lip.value)
+        avg = None
+        if cert.alpha is not None:
+            stage(4, f"averagedness search ({args.steps} steps)")
+            avg = adversarial_averagedness(model, x0, cert.alpha, args.sigma, steps=args.steps, lr=1e-2, seed=args.seed)
+    finally:
+        if line is not None:
+            line.close()
     holds = empirical_lip <= cert.lipschitz_bound * (1 + 1e-4) and (avg is None or avg.value <= 1 + 1e-4)
     out = {
         "model": str(args.model),

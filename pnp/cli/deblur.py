@@ -74,6 +74,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gamma", type=float, default=None, help="step size (default: rule; 1/||A||^2, or 1.95/||A||^2 for learned denoisers in FBS)")
     p.add_argument("--max-iter", type=positive_int, default=150, help="iteration budget (default 150)")
     p.add_argument("--tol", type=float, default=1e-4, help="stop when the relative residual < tol (default 1e-4)")
+    p.add_argument("--accel", choices=("auto", "none", "anderson"), default="auto",
+                   help="safeguarded Anderson acceleration, keeps the guarantee (default auto: "
+                        "anderson for learned denoisers, none for tv/quadratic; the variational solver has its own)")
+    p.add_argument("--anderson-memory", type=positive_int, default=5, help="Anderson memory (default 5)")
+    p.add_argument("--quiet", action="store_true", help="no progress line (shown only on a terminal)")
     p.add_argument("--out", required=True, help="restored image (.png/.tif/.jpg)")
     p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="output bit depth (default 8)")
     p.add_argument("--report", default=None, help="write a JSON report (.json; default none)")
@@ -136,7 +141,8 @@ def _run(args: argparse.Namespace, plan: Any) -> int:
     result = pnp.deblur(
         y, physics.kernel.to(torch.float64), noise_level=args.noise, denoiser=denoiser,
         solver=args.solver, sigma=args.sigma, gamma=args.gamma, max_iter=args.max_iter,
-        tol=args.tol, x_true=x_true, progress=progress_enabled(), boundary=boundary,
+        tol=args.tol, x_true=x_true, progress=progress_enabled(args.quiet), boundary=boundary,
+        acceleration=args.accel, anderson_memory=args.anderson_memory,
     )
     elapsed = time.perf_counter() - t0
     plan.stage("--out", lambda tmp: write_image(tmp, result.x, bits=args.bits, overwrite=True))
@@ -149,6 +155,9 @@ def _run(args: argparse.Namespace, plan: Any) -> int:
         print(f"PSNR restored : {psnr_out:.2f} dB")
     print(f"iterations    : {result.iterations} ({result.stop_reason})")
     print(f"converged     : {result.converged}")
+    if result.acceleration is not None:
+        print(f"anderson      : {result.acceleration.total_accepted} of "
+              f"{result.acceleration.total_tried} steps accepted (memory {args.anderson_memory})")
     print(f"{result.guarantee.summary()}")
 
     report: dict[str, Any] = {
@@ -159,6 +168,7 @@ def _run(args: argparse.Namespace, plan: Any) -> int:
         "converged": result.converged,
         "stop_reason": result.stop_reason,
         "guarantee": result.guarantee.to_dict(),
+        "acceleration": None if result.acceleration is None else result.acceleration.to_dict(),
         "solver": result.params.solver,
         "denoiser": args.denoiser,
         "kernel": kernel_spec,

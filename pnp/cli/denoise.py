@@ -19,6 +19,7 @@ from pnp.cli._common import (
     environment,
     load_input,
     positive_int,
+    progress_enabled,
     write_report,
 )
 
@@ -48,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="output bit depth (default 8)")
     p.add_argument("--report", default=None, help="write a JSON report (.json; default none)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs (default: refuse)")
+    p.add_argument("--quiet", action="store_true", help="no progress line (shown only on a terminal)")
     p.set_defaults(func=run, plot=None)
 
 
@@ -82,10 +84,26 @@ def _run(args: argparse.Namespace, plan: Any, sigma: float) -> int:
         x_true, y = None, image
     else:
         x_true, y = image, add_gaussian_noise(image, args.noise, seed=args.seed)
+    line = None
+    if progress_enabled(args.quiet):
+        from pnp.progress import ProgressLine
+
+        line = ProgressLine("denoise", total=1)
+        passes = 8 if args.ensemble else 1
+        line.message(f"denoise {args.denoiser}: {'x'.join(map(str, y.shape))}, {passes} pass(es) ...")
     t0 = time.perf_counter()
-    with torch.no_grad():
-        out = denoiser(y, sigma)
-    elapsed = time.perf_counter() - t0
+    try:
+        with torch.no_grad():
+            out = denoiser(y, sigma)
+        elapsed = time.perf_counter() - t0
+        if line is not None:
+            done = f"denoise {args.denoiser}: done in {elapsed:.1f} s"
+            if x_true is not None:
+                done += f", PSNR {float(pnp.psnr(out, x_true)[0]):.2f} dB"
+            line.message(done)
+    finally:
+        if line is not None:
+            line.close()
     plan.stage("--out", lambda tmp: write_image(tmp, out, bits=args.bits, overwrite=True))
     psnr_in = psnr_out = None
     if x_true is not None:

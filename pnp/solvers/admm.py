@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, TextIO
 
 from torch import Tensor
 
@@ -25,7 +25,8 @@ class PnPADMM(PnPSolver):
     This is ADMM ``v = P_f(x - u); x = D(v + u); u = u + v - x`` with ``z = x - u``. The state
     is ``(z, x)``; ``x0`` initialises both (default ``A^T y``). ``gamma=None`` gives
     ``gamma = 1 / (w ||A||^2)`` (same default as FBS, so for a true prox both solvers share their
-    fixed point). The residual is measured on ``x``.
+    fixed point). The residual is measured on ``x``. ``acceleration="anderson"`` accelerates
+    the map on ``z`` under a safeguard that keeps the guarantee (:mod:`pnp.solvers.anderson`).
 
     Convergence (see :func:`pnp.guarantees.admm_guarantee`): ``z <- (I + R_D R_F)/2 z`` with
     reflections ``R = 2P - I`` is 1/2-averaged when ``R_D`` is non-expansive, i.e. when the
@@ -37,6 +38,7 @@ class PnPADMM(PnPSolver):
     """
 
     name: ClassVar[str] = "admm"
+    residual_on_state: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -52,7 +54,9 @@ class PnPADMM(PnPSolver):
         tol: float = 1e-5,
         x0: Tensor | None = None,
         x_true: Tensor | None = None,
-        progress: bool = False,
+        progress: bool | TextIO = False,
+        acceleration: str = "none",
+        anderson_memory: int = 5,
     ) -> None:
         if not hasattr(physics, "prox_l2"):
             raise TypeError(f"physics of type {type(physics).__name__} has no prox_l2")
@@ -61,9 +65,9 @@ class PnPADMM(PnPSolver):
         super().__init__(
             physics, y, denoiser, sigma=sigma, gamma=gamma, data_weight=data_weight,
             relaxation=1.0, firm=firm, max_iter=max_iter, tol=tol, x0=x0,
-            x_true=x_true, progress=progress,
+            x_true=x_true, progress=progress, acceleration=acceleration,
+            anderson_memory=anderson_memory,
         )
-        self.z: Tensor = self.x.clone()
 
     def _make_guarantee(self) -> Guarantee:
         return admm_guarantee(
@@ -71,8 +75,12 @@ class PnPADMM(PnPSolver):
             data_weight=self.data_weight, prox_inexact=self._prox_inexact(),
         )
 
-    def _update(self) -> Tensor:
-        v = self._prox_f(self.z)
-        x = self._denoise(2.0 * v - self.z)
-        self.z = self.z + x - v
-        return x
+    @property
+    def z(self) -> Tensor:
+        """The governing variable (with acceleration: the last point evaluated)."""
+        return self._state if self._anderson is None else self._anderson.points(None)
+
+    def _evaluate(self, s: Tensor, rows: Tensor | None) -> tuple[Tensor, Tensor]:
+        v = self._prox_f(s, rows)
+        x = self._denoise(2.0 * v - s)
+        return s + x - v, x

@@ -4,9 +4,12 @@ A solver holds explicit state (the current iterate ``x``, the iteration count, p
 auxiliary variable), advances it with :meth:`PnPSolver.step` and iterates with
 :meth:`PnPSolver.run`, which returns a frozen :class:`SolverResult`. Only scalars are recorded
 per iteration (memory stays flat). Every solver evaluates, per image ``b``, the relative
-fixed-point residual ``||x_{k+1} - x_k|| / ||x_k||`` and stops when its maximum over the batch
-is below ``tol`` (``converged=True``), when ``max_iter`` is reached, or when an iterate holds
-NaN/Inf (the last finite iterate is returned and ``stop_reason`` says so).
+fixed-point residual ``||x_{k+1} - x_k|| / ||x_k||``; each image stops (is frozen and no longer
+evaluated) once its own residual is below ``tol``, and the run stops when all have
+(``converged=True``), when ``max_iter`` is reached, or when an iterate holds NaN/Inf (the last
+finite iterate is returned and ``stop_reason`` says so). ``acceleration="anderson"`` replaces
+plain steps by safeguarded Anderson steps where they pass the safeguard
+(:mod:`pnp.solvers.anderson`); the guarantee of the plain loop is kept.
 
 The operator norm ``||A||`` (not squared) comes from ``physics.opnorm()`` when the physics has
 one (exact, e.g. :class:`operators.FFTBlur`), else from deepinv's power iteration
@@ -26,14 +29,16 @@ import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, TextIO
 
 import torch
 from torch import Tensor
 
 from pnp.exceptions import ConvergenceWarning, GuaranteeWarning
-from pnp.guarantees import Guarantee, denoiser_certificate
+from pnp.guarantees import Guarantee, denoiser_certificate, with_acceleration
 from pnp.metrics import psnr as _psnr
+from pnp.progress import ProgressLine
+from pnp.solvers.anderson import ACCELERATIONS, AccelerationStats, Anderson, AndersonConfig
 
 __all__ = [
     "History",
@@ -99,6 +104,8 @@ class SolverParams:
     opnorm_exact: bool
     denoiser: str
     opnorm_kind: str = "exact"
+    acceleration: str = "none"
+    anderson_memory: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,7 +115,10 @@ class SolverParams:
 class History:
     """Per-iteration, per-image records (CPU float64 tensors).
 
-    ``residual``: ``[iters, B]`` relative fixed-point residual ``||x_{k+1}-x_k|| / ||x_k||``;
+    ``residual``: ``[iters, B]`` relative fixed-point residual ``||x_{k+1}-x_k|| / ||x_k||``
+    (with acceleration, FBS/HQS: ``||T(s) - s|| / ||s||`` at the accepted point ``s``, the same
+    quantity for a plain step; a frozen image, or a rejected Anderson candidate, repeats the
+    image's last value);
     ``psnr``: ``[iters, B]`` PSNR of ``x_{k+1}`` (dB; ``None`` without ``x_true``);
     ``time``: ``[iters]`` seconds spent in each iteration.
     """
@@ -129,10 +139,13 @@ class History:
 class SolverResult:
     """What a solver returns.
 
-    ``x``: the last (finite) iterate ``[B, C, H, W]``; ``iterations``: iterations done;
-    ``converged``: max residual over the batch < ``tol``; ``stop_reason``: one sentence;
+    ``x``: the last (finite) iterate ``[B, C, H, W]``; ``iterations``: iterations done (each
+    one evaluation of the fixed-point map, i.e. one denoiser call, accelerated or not);
+    ``converged``: every image's residual < ``tol``; ``stop_reason``: one sentence;
     ``history``: :class:`History`; ``guarantee``: the :class:`~pnp.guarantees.Guarantee` that
-    applies; ``params``: :class:`SolverParams`.
+    applies; ``params``: :class:`SolverParams`; ``image_iterations``: per image, the iteration
+    at which it stopped (each image stops on its own residual); ``acceleration``: the per-image
+    Anderson counts (``None`` for the plain loop).
     """
 
     x: Tensor
@@ -142,6 +155,8 @@ class SolverResult:
     history: History
     guarantee: Guarantee
     params: SolverParams
+    image_iterations: tuple[int, ...] = ()
+    acceleration: AccelerationStats | None = None
 
     def to_dict(self, *, include_history: bool = True) -> dict[str, Any]:
         """JSON-serialisable summary (without ``x``)."""
@@ -151,6 +166,8 @@ class SolverResult:
             "stop_reason": self.stop_reason,
             "guarantee": self.guarantee.to_dict(),
             "params": self.params.to_dict(),
+            "image_iterations": list(self.image_iterations),
+            "acceleration": None if self.acceleration is None else self.acceleration.to_dict(),
         }
         if include_history:
             d["history"] = self.history.to_dict()
@@ -181,7 +198,15 @@ def _per_image_norm(t: Tensor) -> Tensor:
 
 
 class PnPSolver:
-    """Base class. Subclasses implement :meth:`_update` and :meth:`_make_guarantee`.
+    """Base class. Subclasses implement :meth:`_evaluate` (one application of the fixed-point
+    map on the governing variable) and :meth:`_make_guarantee`; the loop, the per-image stopping
+    and the optional Anderson acceleration live here, once for every solver.
+
+    The plain loop is the Krasnoselskii-Mann iteration ``s_{k+1} = T(s_k)`` of the solver's map
+    ``T`` on its governing variable ``s`` (``x`` for FBS/HQS, ``z`` for ADMM/DRS); the returned
+    iterate ``x`` is the image that the last evaluation produced. Each image stops on its own
+    residual: once it is below ``tol`` the image is frozen and no longer evaluated (the others
+    go on in one batched call); the run stops when all are frozen or at ``max_iter``.
 
     Parameters (keyword-only after ``physics, y, denoiser``)
     ----------------------------------------------------------
@@ -199,17 +224,26 @@ class PnPSolver:
     data_weight:
         ``w`` in ``f(x) = w/2 ||Ax - y||^2``.
     max_iter, tol:
-        Iteration budget and stopping tolerance on the max relative residual.
+        Iteration budget and stopping tolerance on each image's relative residual.
     x0:
         Initial iterate; default ``A^T y`` (as deepinv does).
     x_true:
         Reference image; enables per-iteration PSNR.
     progress:
-        Show a tqdm progress bar.
+        ``True``: a progress line (iteration, residual, PSNR when known, ETA) on stderr;
+        a text stream: the line goes there. ``False``: silent.
+    acceleration:
+        ``"none"`` (plain loop) or ``"anderson"``: safeguarded type-II Anderson acceleration
+        (:mod:`pnp.solvers.anderson`), which keeps the guarantee of the plain loop.
+    anderson_memory:
+        Memory ``m`` of the Anderson step (default 5).
     """
 
     name: ClassVar[str] = "pnp"
     needs_opnorm_always: ClassVar[bool] = False
+    #: residual on the governing variable ``||T(s) - s|| / ||s||`` (FBS, HQS, where ``s = x``);
+    #: ``False``: on the returned iterate ``||x_{k+1} - x_k|| / ||x_k||`` (ADMM).
+    residual_on_state: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -226,7 +260,9 @@ class PnPSolver:
         tol: float = 1e-5,
         x0: Tensor | None = None,
         x_true: Tensor | None = None,
-        progress: bool = False,
+        progress: bool | TextIO = False,
+        acceleration: str = "none",
+        anderson_memory: int = 5,
     ) -> None:
         if not (hasattr(physics, "A") and hasattr(physics, "A_adjoint")):
             raise TypeError(
@@ -245,7 +281,21 @@ class PnPSolver:
             raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
         self.max_iter = max_iter
         self.tol = _positive_float("tol", tol)
-        self.progress = bool(progress)
+        self.progress = progress if hasattr(progress, "write") else bool(progress)
+        if not isinstance(acceleration, str) or acceleration.lower() not in ACCELERATIONS:
+            raise ValueError(
+                f"acceleration must be one of {', '.join(ACCELERATIONS)}, got {acceleration!r}"
+            )
+        self.acceleration = acceleration.lower()
+        self.anderson_config: AndersonConfig | None = None
+        if self.acceleration == "anderson":
+            self.anderson_config = AndersonConfig(memory=anderson_memory)
+        self._legacy = type(self)._evaluate is PnPSolver._evaluate
+        if self._legacy and self.acceleration != "none":
+            raise ValueError(
+                f"acceleration={acceleration!r}: {type(self).__name__} defines no fixed-point "
+                "map (_evaluate), only the plain loop"
+            )
 
         with torch.no_grad():
             if x0 is None:
@@ -296,28 +346,47 @@ class PnPSolver:
         self._psnrs: list[list[float]] = []
         self._times: list[float] = []
         self._warned = False
+        b = self.x.shape[0]
+        self._active = torch.ones(b, dtype=torch.bool)
+        self._last_res = torch.full((b,), math.inf, dtype=torch.float64)
+        self._image_iterations = torch.zeros(b, dtype=torch.long)
+        self._state: Tensor = self.x.clone()  # governing variable s (z for ADMM)
+        self._anderson: Anderson | None = None
+        if self.anderson_config is not None:
+            self._anderson = Anderson(self.anderson_config)
+            self._anderson.start(self._state)
 
     # -- to implement -------------------------------------------------------------------------
-    def _update(self) -> Tensor:  # pragma: no cover - abstract
-        """Advance auxiliary state and return the next iterate ``x_{k+1}``."""
+    def _evaluate(self, s: Tensor, rows: Tensor | None) -> tuple[Tensor, Tensor]:
+        """One application of the fixed-point map to the governing variable ``s`` of the images
+        ``rows`` (``None``: the whole batch): returns ``(T(s), x)`` with ``x`` the image this
+        evaluation produces (the iterate the plain loop would return)."""
+        raise NotImplementedError
+
+    def _update(self) -> Tensor:  # pragma: no cover - legacy subclasses only
+        """Legacy hook (subclasses without :meth:`_evaluate`): advance the state, return
+        ``x_{k+1}``. Such solvers run the plain loop over the whole batch."""
         raise NotImplementedError
 
     def _make_guarantee(self) -> Guarantee:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # -- helpers for subclasses ---------------------------------------------------------------
-    def _grad_f(self, x: Tensor) -> Tensor:
-        """``grad f(x) = w A^T (A x - y)``."""
-        g = self.physics.A_adjoint(self.physics.A(x) - self.y)
+    def _y_rows(self, rows: Tensor | None) -> Tensor:
+        return self.y if rows is None else self.y[rows.to(self.y.device)]
+
+    def _grad_f(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
+        """``grad f(x) = w A^T (A x - y)`` (``y`` of the images ``rows``)."""
+        g = self.physics.A_adjoint(self.physics.A(x) - self._y_rows(rows))
         return g if self.data_weight == 1.0 else self.data_weight * g
 
-    def _prox_f(self, z: Tensor) -> Tensor:
+    def _prox_f(self, z: Tensor, rows: Tensor | None = None) -> Tensor:
         """``prox_{gamma f}(z) = argmin_x gamma w/2 ||Ax - y||^2 + 1/2 ||x - z||^2``.
 
         Delegates to ``physics.prox_l2(z, y, gamma * w)`` (deepinv's convention): one FFT
         division for circular blur, deepinv's iterative least squares for other operators.
         """
-        return self.physics.prox_l2(z, self.y, self.gamma * self.data_weight)
+        return self.physics.prox_l2(z, self._y_rows(rows), self.gamma * self.data_weight)
 
     def _prox_inexact(self) -> str | None:
         """How ``physics.prox_l2`` is computed when the physics says it is iterative, else None."""
@@ -347,51 +416,116 @@ class PnPSolver:
             opnorm_exact=self.opnorm_exact,
             denoiser=type(self.denoiser).__name__,
             opnorm_kind=self.opnorm_kind,
+            acceleration=self.acceleration,
+            anderson_memory=None if self.anderson_config is None else self.anderson_config.memory,
         )
 
     # -- public -------------------------------------------------------------------------------
+    def _non_finite(self) -> None:
+        self._stopped = True
+        self.converged = False
+        self.stop_reason = (
+            f"non-finite values (NaN/Inf) at iteration {self.iteration + 1}; "
+            f"returned the last finite iterate (iteration {self.iteration})"
+        )
+
+    def _step_legacy(self) -> Tensor | None:
+        x_old = self.x
+        x_new = self._update()
+        diff = _per_image_norm(x_new - x_old)
+        finite = bool(torch.isfinite(diff).all()) or bool(torch.isfinite(x_new).all())
+        if not finite:
+            self._non_finite()
+            return None
+        res = (diff / _per_image_norm(x_old).clamp_min(_EPS)).double().cpu()
+        self.x = x_new
+        self._last_res = res
+        self._image_iterations += 1
+        return res
+
     def step(self) -> Tensor | None:
-        """One iteration. Returns the per-image relative residual ``[B]``, or ``None`` when the
-        new iterate is not finite (the state keeps the last finite iterate and the solver
-        stops)."""
+        """One iteration (one evaluation of the fixed-point map for every image still running).
+
+        Returns the per-image relative residual ``[B]`` (a frozen image keeps its last value; an
+        image whose Anderson candidate was rejected keeps its previous residual), or ``None``
+        when the new values are not finite (the state keeps the last finite iterate and the
+        solver stops). Images whose residual drops below ``tol`` are frozen; when all are, the
+        solver stops with ``converged=True``."""
         if self._stopped:
             raise RuntimeError(f"solver already stopped: {self.stop_reason}")
         t0 = time.perf_counter()
         with torch.no_grad():
-            x_old = self.x
-            x_new = self._update()
-            diff = _per_image_norm(x_new - x_old)
-            # x_old is finite, so a non-finite x_new shows in diff; confirm (norm overflow)
-            finite = bool(torch.isfinite(diff).all()) or bool(torch.isfinite(x_new).all())
-            if not finite:
-                self._stopped = True
-                self.converged = False
-                self.stop_reason = (
-                    f"non-finite values (NaN/Inf) at iteration {self.iteration + 1}; "
-                    f"returned the last finite iterate (iteration {self.iteration})"
+            if self._legacy:
+                res = self._step_legacy()
+                if res is None:
+                    return None
+            else:
+                active = self._active
+                rows = None if bool(active.all()) else active.nonzero().flatten()
+                drows = None if rows is None else rows.to(self.x.device)
+                pts = (
+                    self._anderson.points(rows) if self._anderson is not None
+                    else (self._state if rows is None else self._state[drows])
                 )
-                return None
-            res = diff / _per_image_norm(x_old).clamp_min(_EPS)
-            self.x = x_new
+                t_pts, x_new = self._evaluate(pts, drows)
+                if not (bool(torch.isfinite(t_pts).all()) and bool(torch.isfinite(x_new).all())):
+                    self._non_finite()
+                    return None
+                if self._anderson is not None:
+                    ok = self._anderson.update(rows, pts, t_pts)
+                else:
+                    ok = torch.ones(pts.shape[0], dtype=torch.bool)
+                x_old = self.x if rows is None else self.x[drows]
+                if self.residual_on_state:
+                    num, den = _per_image_norm(t_pts - pts), _per_image_norm(pts)
+                else:
+                    num, den = _per_image_norm(x_new - x_old), _per_image_norm(x_old)
+                res_rows = (num / den.clamp_min(_EPS)).double().cpu()
+                all_rows = torch.arange(self.x.shape[0]) if rows is None else rows
+                prev = self._last_res[all_rows]
+                res_rows = torch.where(ok, res_rows, prev)
+                okd = ok.to(self.x.device).view(-1, *([1] * (self.x.ndim - 1)))
+                x_rows = torch.where(okd, x_new.to(self.x.dtype), x_old)
+                if rows is None:
+                    self.x = x_rows
+                    if self._anderson is None:
+                        self._state = t_pts
+                else:
+                    self.x = self.x.index_copy(0, drows, x_rows)
+                    if self._anderson is None:
+                        self._state = self._state.index_copy(0, drows, t_pts.to(self._state.dtype))
+                res = self._last_res.clone()
+                res[all_rows] = res_rows
+                self._last_res = res
+                self._image_iterations[all_rows] += 1
+                done = ok & (res_rows < self.tol)
+                self._active[all_rows[done]] = False
             self.iteration += 1
             self._residuals.append(res.tolist())
             if self.x_true is not None:
-                self._psnrs.append(_psnr(self._region(x_new), self.x_true).tolist())
+                self._psnrs.append(_psnr(self._region(self.x), self.x_true).tolist())
+            if not self._legacy and not bool(self._active.any()):
+                self.converged = True
+                self._stopped = True
+                self.stop_reason = (
+                    f"converged: max relative residual {float(res.max()):.3g} < tol "
+                    f"{self.tol:g} at iteration {self.iteration}"
+                )
         self._times.append(time.perf_counter() - t0)
         return res
 
     def run(self) -> SolverResult:
-        """Iterate until convergence, ``max_iter`` or a non-finite iterate."""
+        """Iterate until every image has converged, ``max_iter`` or a non-finite iterate."""
         if not self.guarantee.holds and not self._warned:
             warnings.warn(
                 f"{self.name}: {self.guarantee.summary()}", GuaranteeWarning, stacklevel=2
             )
             self._warned = True
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=self.max_iter, initial=self.iteration, desc=f"PnP-{self.name.upper()}")
+        line = None
+        if self.progress is not False:
+            stream = self.progress if hasattr(self.progress, "write") else None
+            line = ProgressLine(f"PnP-{self.name.upper()}", total=self.max_iter, tol=self.tol,
+                                stream=stream)
         try:
             while not self._stopped and self.iteration < self.max_iter:
                 res = self.step()
@@ -401,10 +535,10 @@ class PnPSolver:
                     )
                     break
                 worst = float(res.max())
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(residual=f"{worst:.2e}")
-                if worst < self.tol:
+                if line is not None:
+                    p = None if not self._psnrs else sum(self._psnrs[-1]) / len(self._psnrs[-1])
+                    line.update(self.iteration, worst, psnr=p, seconds=self._times[-1])
+                if self._legacy and worst < self.tol:
                     self.converged = True
                     self._stopped = True
                     self.stop_reason = (
@@ -414,8 +548,8 @@ class PnPSolver:
             if not self._stopped:
                 self.stop_reason = f"max_iter reached ({self.max_iter} iterations)"
         finally:
-            if bar is not None:
-                bar.close()
+            if line is not None:
+                line.close()
         return self.result()
 
     def result(self) -> SolverResult:
@@ -430,12 +564,22 @@ class PnPSolver:
         history = History(
             residual=residual, psnr=psnr, time=torch.tensor(self._times, dtype=torch.float64)
         )
+        stats = None if self._anderson is None else self._anderson.stats()
+        guarantee = self.guarantee
+        if stats is not None:
+            guarantee = with_acceleration(
+                guarantee, accepted=stats.total_accepted, tried=stats.total_tried,
+                iterations=self.iteration, safeguard=stats.config.safeguard,
+                max_step=stats.config.max_step, memory=stats.config.memory,
+            )
         return SolverResult(
             x=self.x,
             iterations=self.iteration,
             converged=self.converged,
             stop_reason=self.stop_reason,
             history=history,
-            guarantee=self.guarantee,
+            guarantee=guarantee,
             params=self.params(),
+            image_iterations=tuple(int(v) for v in self._image_iterations),
+            acceleration=stats,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, TextIO
 
 from torch import Tensor
 
@@ -29,7 +29,9 @@ class PnPFBS(PnPSolver):
     Convergence (see :func:`pnp.guarantees.fbs_guarantee`): if the denoiser is certified
     ``alpha_D``-averaged and ``0 < gamma w ||A||^2 < 2``, ``T = D o (I - gamma grad f)`` is
     ``alpha_T``-averaged and the iterates converge to a fixed point of ``T`` for
-    ``0 < lambda < 1 / alpha_T``, provided a fixed point exists.
+    ``0 < lambda < 1 / alpha_T``, provided a fixed point exists. ``acceleration="anderson"``
+    (memory ``anderson_memory``) takes safeguarded Anderson steps on this map where they pass
+    the safeguard and keeps this guarantee (:mod:`pnp.solvers.anderson`).
 
     Fixed point for a true prox: if ``D(., sigma) = prox_{sigma^2 R}`` with ``R`` convex (e.g.
     :class:`denoisers.QuadraticProxDenoiser`), the fixed points are the minimisers of::
@@ -67,12 +69,15 @@ class PnPFBS(PnPSolver):
         tol: float = 1e-5,
         x0: Tensor | None = None,
         x_true: Tensor | None = None,
-        progress: bool = False,
+        progress: bool | TextIO = False,
+        acceleration: str = "none",
+        anderson_memory: int = 5,
     ) -> None:
         super().__init__(
             physics, y, denoiser, sigma=sigma, gamma=gamma, data_weight=data_weight,
             relaxation=relaxation, firm=False, max_iter=max_iter, tol=tol, x0=x0,
-            x_true=x_true, progress=progress,
+            x_true=x_true, progress=progress, acceleration=acceleration,
+            anderson_memory=anderson_memory,
         )
 
     def _make_guarantee(self) -> Guarantee:
@@ -86,9 +91,8 @@ class PnPFBS(PnPSolver):
             opnorm_kind=self.opnorm_kind,
         )
 
-    def _update(self) -> Tensor:
-        x = self.x
-        t = self.denoiser(x - self.gamma * self._grad_f(x), self.sigma)
+    def _evaluate(self, s: Tensor, rows: Tensor | None) -> tuple[Tensor, Tensor]:
+        t = self.denoiser(s - self.gamma * self._grad_f(s, rows), self.sigma)
         if self.relaxation != 1.0:
-            t = self.relaxation * t + (1.0 - self.relaxation) * x
-        return t
+            t = self.relaxation * t + (1.0 - self.relaxation) * s
+        return t, t

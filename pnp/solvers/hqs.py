@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, TextIO
 
 from torch import Tensor
 
@@ -28,6 +28,7 @@ class PnPHQS(PnPSolver):
     Convergence (see :func:`pnp.guarantees.hqs_guarantee`): ``prox_{gamma f}`` is firmly
     non-expansive for every ``gamma > 0``, so with a certified ``alpha_D``-averaged denoiser
     (``alpha_D < 1``) the iteration is averaged and converges to a fixed point if one exists.
+    ``acceleration="anderson"`` keeps this guarantee (:mod:`pnp.solvers.anderson`).
 
     Fixed point for a true prox ``D(., sigma) = prox_{sigma^2 R}`` (``R`` convex): ``x = prox_g o
     prox_h (x)`` with ``g = sigma^2 R``, ``h = gamma f`` is a forward-backward fixed point for
@@ -56,14 +57,17 @@ class PnPHQS(PnPSolver):
         tol: float = 1e-5,
         x0: Tensor | None = None,
         x_true: Tensor | None = None,
-        progress: bool = False,
+        progress: bool | TextIO = False,
+        acceleration: str = "none",
+        anderson_memory: int = 5,
     ) -> None:
         if not hasattr(physics, "prox_l2"):
             raise TypeError(f"physics of type {type(physics).__name__} has no prox_l2")
         super().__init__(
             physics, y, denoiser, sigma=sigma, gamma=gamma, data_weight=data_weight,
             relaxation=1.0, firm=False, max_iter=max_iter, tol=tol, x0=x0,
-            x_true=x_true, progress=progress,
+            x_true=x_true, progress=progress, acceleration=acceleration,
+            anderson_memory=anderson_memory,
         )
 
     def _make_guarantee(self) -> Guarantee:
@@ -72,5 +76,6 @@ class PnPHQS(PnPSolver):
             prox_inexact=self._prox_inexact(),
         )
 
-    def _update(self) -> Tensor:
-        return self.denoiser(self._prox_f(self.x), self.sigma)
+    def _evaluate(self, s: Tensor, rows: Tensor | None) -> tuple[Tensor, Tensor]:
+        x = self.denoiser(self._prox_f(s, rows), self.sigma)
+        return x, x

@@ -89,3 +89,28 @@ def test_bad_arguments():
         pnp.deblur(y[0], k, noise_level=0.01)
     with pytest.raises(TypeError):
         pnp.deblur(y, k, noise_level=0.01, stepsize=1.0)
+
+
+def test_deblur_default_acceleration_by_denoiser_kind():
+    """``acceleration="auto"``: Anderson for learned denoisers, the plain loop for TV/quadratic;
+    an explicit choice wins."""
+    x, k, y = _problem()
+    quad = QuadraticProxDenoiser()
+    assert pnp.api.default_acceleration(quad) == "none"
+    assert pnp.api.default_acceleration(TVDenoiser()) == "none"
+    res = pnp.deblur(y, k, noise_level=0.01, denoiser="quadratic", max_iter=30)
+    assert res.params.acceleration == "none" and res.acceleration is None
+
+    class Learned:  # any other denoiser (here the quadratic prox behind another type)
+        certificate = quad.certificate
+
+        def __call__(self, v, sigma):
+            return quad(v, sigma)
+
+    res = pnp.deblur(y, k, noise_level=0.01, denoiser=Learned(), max_iter=30, x_true=x)
+    assert res.params.acceleration == "anderson" and res.acceleration.total_accepted > 0
+    assert res.guarantee.holds and "Anderson steps accepted" in res.guarantee.reason
+    plain = pnp.deblur(y, k, noise_level=0.01, denoiser=Learned(), max_iter=30, acceleration="none")
+    assert plain.acceleration is None and plain.params.acceleration == "none"
+    with pytest.raises(ValueError, match="acceleration"):
+        pnp.deblur(y, k, noise_level=0.01, denoiser="quadratic", acceleration="fast")
