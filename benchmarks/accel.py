@@ -69,7 +69,10 @@ def accel_case(image_path: str, kernel: str, noise: float, *, protocol: Protocol
                solver: str, memory: int = 5, accelerated_first: bool = False,
                max_iter: int | None = None) -> dict[str, Any]:
     """One case, plain and accelerated (the record described in the module docstring)."""
-    from benchmarks.runner import _denoiser, _kernel, _rule_solver, describe
+    from benchmarks.baselines import describe
+    from benchmarks.execute import _kernel
+    from benchmarks.execute import cached_denoiser as _denoiser
+    from benchmarks.plan import rule_solver as _rule_solver
     from operators import FFTBlur
     from pnp.api import SOLVERS
 
