@@ -114,9 +114,11 @@ SOLVERS: dict[str, type] = {"fbs": PnPFBS, "hqs": PnPHQS, "admm": PnPADMM}
 SOLVER_CHOICES = ("auto", *SOLVERS, "variational")
 
 #: ``(sigma / nu, lambda multiplier)`` of the variational solver with a ridge prior at noise level
-#: ``nu``: the prior is evaluated at ``sigma`` and weighted by ``multiplier * lambda(sigma)``
-#: (calibrated on train400 development images; see BENCHMARKS.md, issue 14).
-RIDGE_VARIATIONAL_RULE: dict[str, tuple[float, float]] = {"crr": (1.0, 1.0), "wcrr": (1.0, 1.0)}
+#: ``nu``: the prior is evaluated at ``sigma`` and weighted by ``multiplier * lambda(sigma)``. Chosen by
+#: ``pnp bench calibrate`` on a development image (train400 test_001; kernels levin:0, uniform:9,
+#: gaussian:25:1.6; factors 0.25/0.5/1/2; the ``levin10-cal4`` protocol's header has the commands):
+#: crr 1 at 7.65/255 (27.55 dB) and 12.75/255 (26.95 dB), wcrr 0.5 at 7.65/255 (27.57 dB).
+RIDGE_VARIATIONAL_RULE: dict[str, tuple[float, float]] = {"crr": (1.0, 1.0), "wcrr": (0.5, 1.0)}
 
 _NOISE_FLOOR = 1e-3
 
