@@ -203,7 +203,8 @@ def run_task(task: Task, protocol: Protocol, *, device: str, out: str | None = N
         x = result.x
         res = result.history.residual[:, 0].tolist()
         obj = result.objective[:, 0].tolist()
-        mono = all(b <= a + 1e-12 * abs(a) for a, b in zip(obj, obj[1:]))
+        # non-increasing up to the evaluation of Phi (float64 sums of float32 terms: ~1e-7 relative)
+        mono = all(b <= a + 1e-6 * abs(a) for a, b in zip(obj, obj[1:]))
         times = result.history.time.tolist()
         rec.update(iterations=result.iterations, converged=result.converged, stop_reason=result.stop_reason,
                    final_residual=res[-1] if res else None, monotone=mono, max_residual_ratio=None,
