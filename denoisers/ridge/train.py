@@ -250,7 +250,7 @@ def train_ridge(
     ``out/<kind>.safetensors`` as the place of the final weights.
     """
     from denoisers.train.data import PatchSampler, default_training_images
-    from denoisers.train.trainer import validation_images
+    from denoisers.train.trainer import _restore, _state_tensors, validation_images
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -272,16 +272,7 @@ def train_ridge(
         architecture = RidgeConfig.from_dict(meta["architecture"])
         reg = RidgeRegularizer(architecture)
         opt = torch.optim.Adam(_param_groups(reg, config.lr))
-        model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-        reg.load_state_dict(model_sd, strict=True)
-        osd = opt.state_dict()
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for k, v in tensors.items():
-            if k.startswith("optim."):
-                _, idx, name = k.split(".", 2)
-                state.setdefault(int(idx), {})[name] = v
-        osd["state"] = state
-        opt.load_state_dict(osd)
+        _restore(reg, opt, tensors)
         start = int(meta["step"])
         history = meta.get("history", history)
         say(f"resumed from {state_path} at step {start}")
@@ -295,10 +286,7 @@ def train_ridge(
         opt = torch.optim.Adam(_param_groups(reg, config.lr))
 
     def save_state(step: int) -> None:
-        tensors = {f"model.{k}": v for k, v in reg.state_dict().items()}
-        for idx, st in opt.state_dict()["state"].items():
-            for k, v in st.items():
-                tensors[f"optim.{idx}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+        tensors = _state_tensors(reg, opt)
         meta = {"kind": STATE_KIND, "step": step, "train_config": config.to_dict(),
                 "architecture": architecture.to_dict(), "history": history, "data": data_desc}
         save_checkpoint(state_path, tensors, meta)

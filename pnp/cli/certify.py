@@ -138,6 +138,12 @@ def _run(args: argparse.Namespace, plan: OutputPlan) -> int:
         eff = [k for entry in splines for k in entry["effective_knots"]]
         print(f"splines          : {len(splines)} activations, {len(eff)} channels, effective knots "
               f"mean {sum(eff) / len(eff):.2f} (min {min(eff)}, max {max(eff)})")
+    return _finish(args, plan, out, holds)
+
+
+def _finish(args: argparse.Namespace, plan: OutputPlan, out: dict, holds: bool) -> int:
+    """The verdict line, the JSON (when asked) and the exit code: 0 when every empirical lower bound
+    stays below its certified upper bound, 1 otherwise."""
     print(f"consistent       : {'yes' if holds else 'NO: an empirical lower bound exceeds the certificate'}")
     if args.json_out:
         plan.stage("--json", lambda tmp: tmp.write_text(json.dumps(out, indent=2, default=str)))
@@ -218,8 +224,4 @@ def _run_ridge(args: argparse.Namespace, model, t0: float, plan) -> int:
           f"(<= {rc.weak_convexity:.6g})")
     print(f"prox (lower)     : adversarial Lipschitz {lip.value:.6f} (<= {rc.prox_lipschitz:.6g})"
           + ("" if avg is None else f"; firm non-expansiveness ratio {avg.value:.6f} (<= 1)"))
-    print(f"consistent       : {'yes' if holds else 'NO: an empirical lower bound exceeds the certificate'}")
-    if args.json_out:
-        plan.stage("--json", lambda tmp: tmp.write_text(json.dumps(out, indent=2, default=str)))
-        plan.commit()
-    return 0 if holds else 1
+    return _finish(args, plan, out, holds)
