@@ -168,12 +168,18 @@ def default_parameters(
     if isinstance(denoiser, QuadraticProxDenoiser):
         lam = QUADRATIC_LAMBDA_PER_NOISE * nu
         return math.sqrt(lam * gamma / denoiser.weight), gamma
+    kind = _ridge_kind(denoiser)
     if str(solver).lower() == "variational":
-        kind = _ridge_kind(denoiser)
         if kind is None:
             raise ValueError("solver 'variational' needs a ridge prior (denoiser 'crr' or 'wcrr')")
         factor, mult = RIDGE_VARIATIONAL_RULE[kind]
         return factor * nu, mult
+    if kind is not None:
+        # the prox of lambda(s) R inside FBS / ADMM with gamma = 1/||A||^2: their fixed points minimise
+        # 1/2||Ax - y||^2 + lambda(s) R(x, s) / (gamma ||A||^2), the variational objective for a
+        # normalised blur (||A|| = 1), so they take the variational rule's s
+        factor, _ = RIDGE_VARIATIONAL_RULE[kind]
+        return factor * nu, gamma
     if str(solver).lower() == "fbs":
         return learned_fbs_sigma_factor(nu) * nu, LEARNED_FBS_GAMMA_SCALE * gamma
     return LEARNED_SIGMA_PER_NOISE * nu, gamma
