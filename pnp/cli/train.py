@@ -33,17 +33,11 @@ from __future__ import annotations
 
 import argparse
 
+from pnp.cli._common import positive_int as _positive_int
+
 __all__ = ["add_parser", "run"]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
 
 
 def _check_outputs(out: str, resume: bool) -> None:
