@@ -62,6 +62,7 @@ class RidgeTrainConfig:
     deq_max_iter: int = 300
     cg_iters: int = 10
     tv2_weight: float = 1e-5
+    loss_crop: int = 0
     seed: int = 0
     validate_every: int = 250
     checkpoint_every: int = 50
@@ -82,6 +83,8 @@ class RidgeTrainConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if isinstance(self.loss_crop, bool) or not isinstance(self.loss_crop, int) or not (0 <= 2 * self.loss_crop < self.patch_size):
+            raise ValueError(f"loss_crop must be an integer in [0, patch_size / 2), got {self.loss_crop!r}")
         if not (self.tv2_weight >= 0 and math.isfinite(self.tv2_weight)):
             raise ValueError(f"tv2_weight must be a finite number >= 0, got {self.tv2_weight!r}")
 
@@ -182,10 +185,10 @@ def _deq(reg: RidgeRegularizer, y: torch.Tensor, sigma: torch.Tensor, cfg: Ridge
     if cfg.mode == "deq-jfb":
         L = 1.0 + lam.detach() * lip
         x = xs - (xs - y + lam * reg.grad(xs, sigma, kernel=kernel)) / L
-        return x, _loss(x, clean, weights), info.iterations
+        return x, _loss(x, clean, weights, cfg.loss_crop), info.iterations
     # implicit: (I + lambda H) v = dloss/dx*, then loss gradient = -v^T d(lambda grad R)/dtheta
     xv = xs.detach().requires_grad_(True)
-    loss_val = _loss(xv, clean, weights)
+    loss_val = _loss(xv, clean, weights, cfg.loss_crop)
     (r,) = torch.autograd.grad(loss_val, xv)
     lam_d = lam.detach()
     xh = xs.detach().requires_grad_(True)
@@ -214,7 +217,10 @@ def _deq(reg: RidgeRegularizer, y: torch.Tensor, sigma: torch.Tensor, cfg: Ridge
     return xs.detach(), surrogate + loss_val.detach() - surrogate.detach(), info.iterations
 
 
-def _loss(x: torch.Tensor, clean: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def _loss(x: torch.Tensor, clean: torch.Tensor, weights: torch.Tensor, crop: int = 0) -> torch.Tensor:
+    if crop:
+        x = x[..., crop:-crop, crop:-crop]
+        clean = clean[..., crop:-crop, crop:-crop]
     per = (x - clean).square().flatten(1).mean(1)
     return (weights * per).mean()
 
@@ -267,7 +273,10 @@ def train_ridge(
     start = 0
     if state_path.exists():
         tensors, meta = load_checkpoint(state_path, kind=STATE_KIND)
-        if meta.get("train_config") != json.loads(json.dumps(config.to_dict())):
+        stored = meta.get("train_config")
+        if isinstance(stored, dict):  # fields added later take their defaults
+            stored = {**json.loads(json.dumps(RidgeTrainConfig().to_dict())), **stored}
+        if stored != json.loads(json.dumps(config.to_dict())):
             raise CheckpointError(f"{state_path}: written by another training config; use another --out folder")
         architecture = RidgeConfig.from_dict(meta["architecture"])
         reg = RidgeRegularizer(architecture)
@@ -305,7 +314,7 @@ def train_ridge(
             opt.zero_grad(set_to_none=True)
             if config.mode == "unrolled":
                 x = _unrolled(reg, noisy, sigma, config.unrolled_steps)
-                loss = _loss(x, clean, weights)
+                loss = _loss(x, clean, weights, config.loss_crop)
                 inner = config.unrolled_steps
                 total = loss
             else:
@@ -316,7 +325,7 @@ def train_ridge(
             total.backward()
             opt.step()
             project_splines_(reg)
-            lv = float(_loss(x.detach(), clean, weights))
+            lv = float(_loss(x.detach(), clean, weights, config.loss_crop))
             history["step"].append(step + 1)
             history["loss"].append(lv)
             history["inner"].append(inner)
@@ -390,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=RidgeTrainConfig.batch_size)
     ap.add_argument("--patch-size", type=int, default=RidgeTrainConfig.patch_size)
     ap.add_argument("--lr", type=float, default=RidgeTrainConfig.lr)
+    ap.add_argument("--loss-crop", type=int, default=RidgeTrainConfig.loss_crop,
+                    help="leave this many border pixels of each patch out of the loss")
     ap.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds (state saved)")
     ap.add_argument("--init", default=None, help="start from these ridge weights")
     ap.add_argument("--validate-every", type=int, default=RidgeTrainConfig.validate_every)
@@ -401,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {a.out}\n{cert.summary()}")
         return 0
     cfg = RidgeTrainConfig(mode=a.mode, steps=a.steps, batch_size=a.batch_size, patch_size=a.patch_size, lr=a.lr,
-                           validate_every=a.validate_every)
+                           loss_crop=a.loss_crop, validate_every=a.validate_every)
     path = train_ridge(cfg, a.out, architecture=RidgeConfig(kind=a.kind), init=a.init, time_budget_s=a.time_budget)
     print(path)
     return 0

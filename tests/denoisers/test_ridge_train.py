@@ -57,6 +57,44 @@ def test_resume_with_another_config_is_refused(tmp_path):
         train_ridge(_cfg("unrolled"), tmp_path, architecture=arch, images=_images(), val_images=[], log=lambda s: None)
 
 
+def test_loss_crop_ignores_the_border_band():
+    from denoisers.ridge.train import _loss
+
+    clean = torch.zeros(2, 1, 16, 16)
+    x = clean.clone()
+    x[..., :3, :] = 1.0  # errors only in a 3-pixel band at the top
+    w = torch.ones(2)
+    assert float(_loss(x, clean, w, 0)) > 0
+    assert float(_loss(x, clean, w, 3)) == 0.0
+    x[..., 8, 8] = 1.0
+    assert float(_loss(x, clean, w, 3)) == pytest.approx(1.0 / 100)
+
+
+@pytest.mark.parametrize("crop", [-1, 8, 1.5, True])
+def test_loss_crop_is_validated(crop):
+    with pytest.raises(ValueError, match="loss_crop"):
+        RidgeTrainConfig(patch_size=16, loss_crop=crop)
+
+
+def test_state_without_a_later_field_resumes(tmp_path):
+    """A state written before ``loss_crop`` existed resumes with the field's default."""
+    import json
+
+    from denoisers.checkpoint import load_checkpoint, save_checkpoint
+
+    arch = RidgeConfig(kind="crr", **ARCH)
+    train_ridge(_cfg("deq-jfb"), tmp_path, architecture=arch, images=_images(), val_images=[], stop_after=2,
+                log=lambda s: None)
+    state = tmp_path / "state.safetensors"
+    tensors, meta = load_checkpoint(state, kind="ridge-train-state")
+    del meta["train_config"]["loss_crop"]
+    save_checkpoint(state, tensors, json.loads(json.dumps(meta)))
+    train_ridge(_cfg("deq-jfb"), tmp_path, architecture=arch, images=_images(), val_images=[], log=lambda s: None)
+    with pytest.raises(CheckpointError, match="another training config"):
+        cfg = RidgeTrainConfig(**{**_cfg("deq-jfb").to_dict(), "loss_crop": 2, "sigma_range": (2 / 255, 55 / 255)})
+        train_ridge(cfg, tmp_path, architecture=arch, images=_images(), val_images=[], log=lambda s: None)
+
+
 def test_cli_trains_a_crr(tmp_path, capsys):
     from pnp.cli import main
 
