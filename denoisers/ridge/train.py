@@ -2,7 +2,11 @@
 
 The loss is the weighted MSE between the clean patch and the denoised one,
 ``sum_b (sigma_ref / sigma_b) mean((D(y_b) - x_b)^2)`` (``sigma_ref = 25/255``: noisier patches would
-otherwise dominate), plus ``tv2_weight`` times the TV(2) penalty of the splines. The denoiser ``D``
+otherwise dominate), plus ``tv2_weight`` times the TV(2) penalty of the splines. The mean leaves out
+a band of ``loss_crop`` pixels at each patch border (default 6, half the composed 13x13 filter): ``W``
+keeps valid windows only, so pixels near a border lie in fewer windows and are regularised less;
+in a 40x40 patch that band is half the pixels, against 9 % of a 256x256 image, and fitting it
+drove ``lambda(sigma)`` up until full-size images were over-smoothed (BENCHMARKS.md, issue 14). The denoiser ``D``
 is trained in one of three ways (``mode``):
 
 * ``"unrolled"``: ``t`` iterations of the accelerated prox solver from ``y``, differentiated
@@ -44,6 +48,8 @@ __all__ = ["RIDGE_MODES", "RidgeTrainConfig", "export_state", "load_ridge", "sav
 RIDGE_KIND = "ridge-regularizer"
 STATE_KIND = "ridge-train-state"
 RIDGE_MODES = ("unrolled", "deq-jfb", "deq-implicit")
+# training-config fields added after states were written, with the value those states were trained with
+_LEGACY_FIELDS = {"loss_crop": 0}
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ class RidgeTrainConfig:
     deq_max_iter: int = 300
     cg_iters: int = 10
     tv2_weight: float = 1e-5
-    loss_crop: int = 0
+    loss_crop: int = 6
     seed: int = 0
     validate_every: int = 250
     checkpoint_every: int = 50
@@ -274,8 +280,8 @@ def train_ridge(
     if state_path.exists():
         tensors, meta = load_checkpoint(state_path, kind=STATE_KIND)
         stored = meta.get("train_config")
-        if isinstance(stored, dict):  # fields added later take their defaults
-            stored = {**json.loads(json.dumps(RidgeTrainConfig().to_dict())), **stored}
+        if isinstance(stored, dict):  # fields added later: the value every older run used
+            stored = {**_LEGACY_FIELDS, **stored}
         if stored != json.loads(json.dumps(config.to_dict())):
             raise CheckpointError(f"{state_path}: written by another training config; use another --out folder")
         architecture = RidgeConfig.from_dict(meta["architecture"])

@@ -102,6 +102,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ridge-mode", choices=("deq-jfb", "unrolled", "deq-implicit"), default=None,
                    help="crr/wcrr: how the prox is differentiated (default deq-jfb, the best PSNR per CPU-hour "
                         "measured; see BENCHMARKS.md)")
+    p.add_argument("--loss-crop", type=int, default=None,
+                   help="crr/wcrr: border pixels of each patch left out of the loss (default 6)")
     p.add_argument("--time-budget", type=float, default=None,
                    help="crr/wcrr: stop after this many seconds (state and weights saved; resumable)")
     p.add_argument("--channels", type=int, default=None, help="rk: state channels (default 32)")
@@ -165,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.family in ("crr", "wcrr"):
         return _run_ridge(args)
-    _refuse({"--ridge-mode": args.ridge_mode, "--time-budget": args.time_budget}, args.family or "rk")
+    _refuse({"--ridge-mode": args.ridge_mode, "--time-budget": args.time_budget, "--loss-crop": args.loss_crop},
+            args.family or "rk")
     data = [d for d in args.data.split(",") if d] if args.data else None
     for d in data or []:
         if not Path(d).exists():
@@ -220,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
         patch_size=args.patch_size, lr=args.lr, seed=args.seed, validate_every=args.validate_every,
         checkpoint_every=args.checkpoint_every,
         **({} if args.tv2_weight is None else {"tv2_weight": args.tv2_weight}),
+        **({} if args.loss_crop is None else {"loss_crop": args.loss_crop}),
     )
     res = train(args.out, config=cfg, architecture=arch, data=data, init=init_net, init_name=args.init,
                 resume=args.resume, progress=args.progress)
@@ -263,6 +267,8 @@ def _run_ridge(args: argparse.Namespace) -> int:
             if not Path(d).is_dir():
                 raise FileNotFoundError(f"--data folder not found: {d}")
             images += load_image_folder(d)
+    if args.loss_crop is not None and not (0 <= 2 * args.loss_crop < args.patch_size):
+        raise ValueError(f"--loss-crop must be in [0, --patch-size / 2), got {args.loss_crop} for patches of {args.patch_size}")
     sr = args.sigma_range or (2.0 / 255, 55.0 / 255)
     arch = RidgeConfig(kind=args.family, **({} if args.spline_knots is None else {"spline_knots": args.spline_knots}),
                        **({} if args.spline_range is None else {"spline_range": args.spline_range}))

@@ -78,21 +78,24 @@ def test_loss_crop_is_validated(crop):
 
 def test_state_without_a_later_field_resumes(tmp_path):
     """A state written before ``loss_crop`` existed resumes with the field's default."""
+    import dataclasses
     import json
 
     from denoisers.checkpoint import load_checkpoint, save_checkpoint
 
     arch = RidgeConfig(kind="crr", **ARCH)
-    train_ridge(_cfg("deq-jfb"), tmp_path, architecture=arch, images=_images(), val_images=[], stop_after=2,
-                log=lambda s: None)
-    state = tmp_path / "state.safetensors"
-    tensors, meta = load_checkpoint(state, kind="ridge-train-state")
-    del meta["train_config"]["loss_crop"]
-    save_checkpoint(state, tensors, json.loads(json.dumps(meta)))
-    train_ridge(_cfg("deq-jfb"), tmp_path, architecture=arch, images=_images(), val_images=[], log=lambda s: None)
-    with pytest.raises(CheckpointError, match="another training config"):
-        cfg = RidgeTrainConfig(**{**_cfg("deq-jfb").to_dict(), "loss_crop": 2, "sigma_range": (2 / 255, 55 / 255)})
-        train_ridge(cfg, tmp_path, architecture=arch, images=_images(), val_images=[], log=lambda s: None)
+    old = dataclasses.replace(_cfg("deq-jfb"), loss_crop=0)  # what every state before the field used
+    for name, cfg in (("old", old), ("new", _cfg("deq-jfb"))):
+        train_ridge(cfg, tmp_path / name, architecture=arch, images=_images(), val_images=[], stop_after=2,
+                    log=lambda s: None)
+        state = tmp_path / name / "state.safetensors"
+        tensors, meta = load_checkpoint(state, kind="ridge-train-state")
+        del meta["train_config"]["loss_crop"]
+        save_checkpoint(state, tensors, json.loads(json.dumps(meta)))
+    train_ridge(old, tmp_path / "old", architecture=arch, images=_images(), val_images=[], log=lambda s: None)
+    with pytest.raises(CheckpointError, match="another training config"):  # read as crop 0, asked for 6
+        train_ridge(_cfg("deq-jfb"), tmp_path / "new", architecture=arch, images=_images(), val_images=[],
+                    log=lambda s: None)
 
 
 def test_cli_trains_a_crr(tmp_path, capsys):

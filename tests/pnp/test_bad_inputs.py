@@ -183,6 +183,9 @@ CLI_CASES = [
     ("certify-size-too-small", ["certify", "{ckpt}", "--size", "4"], "--size"),
     ("train-sigma-range-reversed", ["train", "--sigma", "0.1", "--sigma-range", "0.2:0.1", "--out", "w.safetensors"], "--sigma-range"),
     ("train-patch-size-zero", ["train", "--sigma", "0.1", "--patch-size", "0", "--out", "w.safetensors"], "--patch-size"),
+    ("train-loss-crop-too-big", ["train", "--family", "crr", "--sigma", "0.1", "--patch-size", "40", "--loss-crop", "20",
+                                 "--out", "w.safetensors"], "--loss-crop"),
+    ("train-loss-crop-rk", ["train", "--sigma", "0.1", "--loss-crop", "3", "--out", "w.safetensors"], "--loss-crop"),
     # 3. bench: no folder for a command that cannot run
     ("bench-unknown-denoiser", BENCH + ["--denoiser", "foo", "--out", "runs"], "--denoiser 'foo'"),
     ("bench-truncated-checkpoint", BENCH + ["--denoiser", "{truncated}", "--out", "runs"], "--denoiser"),
