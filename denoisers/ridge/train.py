@@ -277,6 +277,7 @@ def train_ridge(
                            sigma_range=config.sigma_range, seed=config.seed)
     history: dict[str, list] = {"step": [], "loss": [], "inner": [], "val_step": [], "val_psnr": [], "seconds": []}
     start = 0
+    init_desc = str(init) if init is not None else None
     if state_path.exists():
         tensors, meta = load_checkpoint(state_path, kind=STATE_KIND)
         stored = meta.get("train_config")
@@ -290,6 +291,7 @@ def train_ridge(
         _restore(reg, opt, tensors)
         start = int(meta["step"])
         history = meta.get("history", history)
+        init_desc = meta.get("init", init_desc)
         say(f"resumed from {state_path} at step {start}")
     else:
         if init is not None:
@@ -303,7 +305,8 @@ def train_ridge(
     def save_state(step: int) -> None:
         tensors = _state_tensors(reg, opt)
         meta = {"kind": STATE_KIND, "step": step, "train_config": config.to_dict(),
-                "architecture": architecture.to_dict(), "history": history, "data": data_desc}
+                "architecture": architecture.to_dict(), "history": history, "data": data_desc,
+                "init": init_desc}
         save_checkpoint(state_path, tensors, meta)
 
     end = config.steps if stop_after is None else min(config.steps, stop_after)
@@ -364,11 +367,13 @@ def train_ridge(
     return final
 
 
-def export_state(state_path: str | Path, out: str | Path) -> RidgeCertificate:
+def export_state(state_path: str | Path, out: str | Path, *, lineage: str | None = None) -> RidgeCertificate:
     """Write the weights of a training state (``state.safetensors``) as a ridge checkpoint with its
     certificate, plus a JSON summary next to it (``out`` with suffix ``.json``): the step reached,
     the training config, the validation history and the certificate. Lets a run stopped by a time
-    budget or by hand be shipped, and resumed later from the same state."""
+    budget or by hand be shipped, and resumed later from the same state. ``lineage`` (free text: the
+    runs this one was fine-tuned from) is stored with the weights and in the summary; the state's
+    ``init`` (the weights it started from) is kept too."""
     tensors, meta = load_checkpoint(state_path, kind=STATE_KIND)
     reg = RidgeRegularizer(RidgeConfig.from_dict(meta["architecture"]))
     reg.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
@@ -383,8 +388,11 @@ def export_state(state_path: str | Path, out: str | Path) -> RidgeCertificate:
         "validation": {"step": hist.get("val_step", []), "psnr": hist.get("val_psnr", []),
                        "sigma": meta["train_config"].get("val_sigma")},
         "parameters": int(sum(p.numel() for p in reg.parameters())),
+        "init": meta.get("init"),
+        "lineage": lineage,
     }
-    cert = save_ridge(reg, out, metadata={k: summary[k] for k in ("steps", "train_config", "data", "noise_levels")})
+    cert = save_ridge(reg, out, metadata={k: summary[k] for k in ("steps", "train_config", "data", "noise_levels",
+                                                                   "init", "lineage")})
     from denoisers.checkpoint import atomic_write_bytes
 
     summary["certificate"] = cert.to_dict()
@@ -412,9 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--validate-every", type=int, default=RidgeTrainConfig.validate_every)
     ap.add_argument("--export-state", default=None, metavar="STATE",
                     help="only write the weights of this training state to --out (a .safetensors file)")
+    ap.add_argument("--lineage", default=None, help="with --export-state: free text recording the runs it continues")
     a = ap.parse_args(argv)
     if a.export_state:
-        cert = export_state(a.export_state, a.out)
+        cert = export_state(a.export_state, a.out, lineage=a.lineage)
         print(f"wrote {a.out}\n{cert.summary()}")
         return 0
     cfg = RidgeTrainConfig(mode=a.mode, steps=a.steps, batch_size=a.batch_size, patch_size=a.patch_size, lr=a.lr,

@@ -118,3 +118,27 @@ def test_cli_trains_a_crr(tmp_path, capsys):
     assert rc == 2 and out.read_bytes() == before
     rc = main(["train", "--family", "crr", "--sigma", "0.1", "--channels", "8", "--out", str(tmp_path / "x.safetensors")])
     assert rc == 2
+
+
+def test_export_state_round_trip_keeps_provenance(tmp_path):
+    import json
+
+    from denoisers.ridge.train import export_state
+
+    arch = RidgeConfig(kind="crr", **ARCH)
+    first = train_ridge(_cfg("deq-jfb", 2), tmp_path / "a", architecture=arch, images=_images(), val_images=[],
+                        log=lambda s: None)
+    train_ridge(_cfg("deq-jfb", 4), tmp_path / "b", init=first, images=_images(), val_images=[], stop_after=3,
+                log=lambda s: None)
+    out = tmp_path / "exported.safetensors"
+    cert = export_state(tmp_path / "b" / "state.safetensors", out, lineage="a (2 steps) then b")
+    reg, meta = load_ridge(out)
+    assert meta["steps"] == 3 and meta["init"] == str(first) and meta["lineage"] == "a (2 steps) then b"
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["init"] == str(first) and summary["certificate"] == cert.to_dict()
+    # the exported weights are the state's model
+    from denoisers.checkpoint import load_checkpoint
+
+    tensors, _ = load_checkpoint(tmp_path / "b" / "state.safetensors", kind="ridge-train-state")
+    for name, p in reg.state_dict().items():
+        assert torch.equal(p, tensors["model." + name]), name
