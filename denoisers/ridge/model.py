@@ -41,6 +41,7 @@ independent lower bounds (Hessian-vector power iteration, the convexity inequali
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -351,6 +352,27 @@ class RidgeRegularizer(nn.Module):
         sm = _odd_slope_max(self.f_minus) if self.f_minus is not None else 0.0
         kap = float(self.kappa())
         return max(kap * sp, sm), sm
+
+    @torch.no_grad()
+    def with_spline_grid(self, knots: int, range_: float) -> "RidgeRegularizer":
+        """A copy whose splines live on ``knots`` uniform knots of ``[-range_, range_]``, each new spline
+        the old one sampled at the new knots (linear extrapolation beyond the old grid, as evaluated).
+
+        Exact (the same ``R``, gradient and certificate) when the new spacing equals the old one and the
+        new grid contains the old: a wider grid gives the profiles room to change shape where the
+        filter responses ``mu(sigma) (W x)`` actually lie, starting from the same function.
+        """
+        cfg = dataclasses.replace(self.config, spline_knots=int(knots), spline_range=float(range_))
+        new = RidgeRegularizer(cfg).to(device=self.lam.values.device, dtype=self.lam.values.dtype)
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith(("f_plus.", "f_minus."))}
+        missing, unexpected = new.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith(("f_plus.", "f_minus.")) for k in missing):
+            raise ValueError(f"state mismatch resampling splines: missing {missing}, unexpected {unexpected}")
+        for old_s, new_s in zip(self.splines(), new.splines()):
+            t = new_s.grid(torch.float64, old_s.coefficients.device)
+            vals = copy.deepcopy(old_s).double()(t.view(1, 1, -1).expand(1, old_s.channels, -1).contiguous())[0]
+            new_s.coefficients.copy_(vals.to(new_s.coefficients.dtype))
+        return new
 
     def splines(self) -> list[LinearSpline]:
         return [s for s in (self.f_plus, self.f_minus) if s is not None]

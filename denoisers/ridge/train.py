@@ -417,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="leave this many border pixels of each patch out of the loss")
     ap.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds (state saved)")
     ap.add_argument("--init", default=None, help="start from these ridge weights")
+    ap.add_argument("--spline-grid", default=None, metavar="KNOTS:RANGE",
+                    help="with --init: resample its splines on this grid first (same function when the spacing "
+                         "is kept and the grid only widens; see RidgeRegularizer.with_spline_grid)")
     ap.add_argument("--validate-every", type=int, default=RidgeTrainConfig.validate_every)
     ap.add_argument("--export-state", default=None, metavar="STATE",
                     help="only write the weights of this training state to --out (a .safetensors file)")
@@ -426,9 +429,24 @@ def main(argv: list[str] | None = None) -> int:
         cert = export_state(a.export_state, a.out, lineage=a.lineage)
         print(f"wrote {a.out}\n{cert.summary()}")
         return 0
+    init = a.init
+    if a.spline_grid is not None:
+        if init is None:
+            ap.error("--spline-grid needs --init (the weights whose splines are resampled)")
+        try:
+            knots_s, range_s = a.spline_grid.split(":")
+            knots, range_ = int(knots_s), float(range_s)
+        except ValueError:
+            ap.error(f"--spline-grid must be KNOTS:RANGE, e.g. 257:16, got {a.spline_grid!r}")
+        reg, _ = load_ridge(init)
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        init = Path(a.out) / "init-resampled.safetensors"
+        if not (Path(a.out) / "state.safetensors").exists():
+            save_ridge(reg.with_spline_grid(knots, range_), init,
+                       metadata={"resampled_from": str(a.init), "spline_grid": [knots, range_]})
     cfg = RidgeTrainConfig(mode=a.mode, steps=a.steps, batch_size=a.batch_size, patch_size=a.patch_size, lr=a.lr,
                            loss_crop=a.loss_crop, validate_every=a.validate_every)
-    path = train_ridge(cfg, a.out, architecture=RidgeConfig(kind=a.kind), init=a.init, time_budget_s=a.time_budget)
+    path = train_ridge(cfg, a.out, architecture=RidgeConfig(kind=a.kind), init=init, time_budget_s=a.time_budget)
     print(path)
     return 0
 

@@ -185,6 +185,26 @@ def test_wcrr_prox_lipschitz_within_certificate():
     assert (ratio <= cert.lipschitz_bound + 1e-6).all()
 
 
+@pytest.mark.parametrize("kind", ["crr", "wcrr"])
+def test_wider_spline_grid_is_the_same_regulariser(kind):
+    """Same spacing, wider grid: R, grad R and the certificate are unchanged; the new splines only
+    gain room (and a coarser grid is a different function, so the check can fail)."""
+    reg = make_reg(kind)
+    wide = reg.with_spline_grid(33, 4.0)  # spacing 0.25 as before, range 2 -> 4
+    assert wide.config.spline_knots == 33 and wide.f_plus.range == 4.0
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 1, 16, 16, generator=g, dtype=torch.float64)
+    for sigma in (0.02, 0.1):
+        torch.testing.assert_close(wide.grad(x, sigma), reg.grad(x, sigma), rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(wide.energy(x, sigma), reg.energy(x, sigma), rtol=1e-12, atol=1e-14)
+    a, b = reg.certificate(), wide.certificate()
+    assert a.lip_grad == pytest.approx(b.lip_grad, rel=1e-12) and a.weak_convexity == pytest.approx(b.weak_convexity, rel=1e-12)
+    coarse = reg.with_spline_grid(5, 2.0)
+    assert not torch.allclose(coarse.grad(x, 0.1), reg.grad(x, 0.1))
+    # the original is untouched (dtype and values)
+    assert reg.f_plus.coefficients.dtype == torch.float64
+
+
 def test_save_load_round_trip_and_tampering(tmp_path):
     reg = make_reg("wcrr").float()
     path = tmp_path / "w.safetensors"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from denoisers.checkpoint import CheckpointError
-from denoisers.ridge import RidgeConfig
+from denoisers.ridge import RidgeConfig, RidgeRegularizer
 from denoisers.ridge.train import RIDGE_MODES, RidgeTrainConfig, load_ridge, train_ridge
 
 ARCH = dict(channels=(1, 3, 6), kernel_size=3, spline_knots=17, spline_range=2.0, grid=64)
@@ -142,3 +142,24 @@ def test_export_state_round_trip_keeps_provenance(tmp_path):
     tensors, _ = load_checkpoint(tmp_path / "b" / "state.safetensors", kind="ridge-train-state")
     for name, p in reg.state_dict().items():
         assert torch.equal(p, tensors["model." + name]), name
+
+
+def test_module_cli_resamples_the_init_splines(tmp_path):
+    from denoisers.ridge.train import main, save_ridge
+    from denoisers.train.trainer import validation_images
+
+    if validation_images(1)[0] is None:
+        pytest.skip("needs ../shared/data")
+    reg = RidgeRegularizer(RidgeConfig(kind="crr", **ARCH))
+    init = tmp_path / "init.safetensors"
+    save_ridge(reg, init)
+    out = tmp_path / "run"
+    assert main(["--kind", "crr", "--init", str(init), "--spline-grid", "33:4", "--steps", "1", "--batch-size", "2",
+                 "--patch-size", "16", "--loss-crop", "2", "--validate-every", "100", "--out", str(out)]) == 0
+    trained, meta = load_ridge(out / "crr.safetensors")
+    assert trained.config.spline_knots == 33 and trained.config.spline_range == 4.0
+    assert meta["train_config"]["loss_crop"] == 2
+    with pytest.raises(SystemExit):
+        main(["--kind", "crr", "--spline-grid", "33:4", "--out", str(tmp_path / "x")])  # needs --init
+    with pytest.raises(SystemExit):
+        main(["--kind", "crr", "--init", str(init), "--spline-grid", "33", "--out", str(tmp_path / "y")])
