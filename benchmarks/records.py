@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,12 @@ def atomic_write(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_runs_json(path: str | os.PathLike[str], runs: list[dict[str, Any]]) -> None:
+    """``{"command": <this process's command line>, "runs": runs}`` to ``path``, atomically."""
+    doc = {"command": " ".join(sys.argv), "runs": runs}
+    atomic_write(Path(path), json.dumps(doc, indent=1).encode())
 
 
 def environment(device: str, dtype: str) -> dict[str, Any]:

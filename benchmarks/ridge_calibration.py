@@ -13,7 +13,6 @@ per image, output clipped to ``[0, 1]``). A model whose best scale is far from 1
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -92,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['weights']}: lambda({r['level']:g}/255) = {r['lambda']:.4g}, mu = {r['mu']:.4g}; "
               + ", ".join(f"x{k}: {v:.3f}" for k, v in r["psnr"].items()) + f"; best x{best}")
     if a.json:
-        tmp = Path(a.json).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"command": " ".join(sys.argv), "runs": recs}, indent=1))
-        tmp.replace(a.json)
+        from benchmarks.records import write_runs_json
+
+        write_runs_json(a.json, recs)
     return 0
 
 

@@ -15,7 +15,6 @@ certificate and, for spline networks, the effective knots.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -107,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.json:
-        tmp = Path(a.json).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"command": " ".join(sys.argv), "runs": recs}, indent=1))
-        tmp.replace(a.json)
+        from benchmarks.records import write_runs_json
+
+        write_runs_json(a.json, recs)
     return 0
 
 
