@@ -12,8 +12,10 @@ Two measurements, one call (:func:`measure_speed`):
   least-squares slope of ``log t`` against ``log(n^2)`` (time ~ pixels^p; an FFT blur plus a
   convolutional denoiser give ``p`` close to 1). Memory must stay flat over iterations: the
   growth (the largest memory level over the second half of the timed iterations minus that over
-  the first half) must stay below two image buffers (``flat=True``); a solver that kept every
-  iterate would grow by one buffer per iteration.
+  the first half) must stay below two image buffers, or the memory may rise (by half an image
+  buffer or more, from one timed iteration to the next) at most once (``flat=True``). A solver
+  that kept every iterate grows by one buffer at every iteration; the allocator alone sometimes
+  maps one more arena once, a single step that is not a leak.
 
 Memory on CUDA: ``torch.cuda.max_memory_allocated`` (reset before the iterations) and
 ``torch.cuda.memory_allocated``. On the CPU: the process's resident set (``VmRSS``) and its
@@ -129,6 +131,10 @@ def _measure_one(n: int, denoiser: str, kernel: str, noise: float, iterations: i
     # of b bytes per iteration shows as ~b * iterations / 2; allocator oscillations cancel
     h = len(mem) // 2
     growth = (max(mem[h:]) - max(mem[:h])) if None not in mem and h >= 1 else None
+    # iterations after which memory rose by half an image buffer or more: a leak rises at every
+    # one, the allocator's occasional extra arena once
+    rises = (sum(1 for a, b in zip(mem, mem[1:]) if b - a >= image_bytes / 2)
+             if None not in mem else None)
     return {
         "size": n,
         "pixels": n * n,
@@ -138,7 +144,8 @@ def _measure_one(n: int, denoiser: str, kernel: str, noise: float, iterations: i
         "memory_after_iteration": mem,
         "memory_growth_bytes": growth,
         "image_bytes": image_bytes,
-        "flat": None if growth is None else bool(growth < 2 * image_bytes),
+        "memory_rises": rises,
+        "flat": None if growth is None else bool(growth < 2 * image_bytes or rises <= 1),
         "sigma": sigma,
         "gamma": gamma,
     }
