@@ -1,8 +1,8 @@
 """Training ridge regularisers as denoisers, one model for a range of noise levels.
 
 The loss is the weighted MSE between the clean patch and the denoised one,
-``sum_b (sigma_ref / sigma_b) mean((D(y_b) - x_b)^2)`` (``sigma_ref = 25/255``: noisier patches would
-otherwise dominate), plus ``tv2_weight`` times the TV(2) penalty of the splines. The mean leaves out
+``sum_b (sigma_ref / sigma_b)^p mean((D(y_b) - x_b)^2)`` (``sigma_ref = 25/255``, ``p =
+sigma_weight_power``, default 1: noisier patches would otherwise dominate; ``p = 0`` is the plain MSE), plus ``tv2_weight`` times the TV(2) penalty of the splines. The mean leaves out
 a band of ``loss_crop`` pixels at each patch border (default 6, half the composed 13x13 filter): ``W``
 keeps valid windows only, so pixels near a border lie in fewer windows and are regularised less;
 in a 40x40 patch that band is half the pixels, against 9 % of a 256x256 image, and fitting it
@@ -48,8 +48,9 @@ __all__ = ["RIDGE_MODES", "RidgeTrainConfig", "export_state", "load_ridge", "sav
 RIDGE_KIND = "ridge-regularizer"
 STATE_KIND = "ridge-train-state"
 RIDGE_MODES = ("unrolled", "deq-jfb", "deq-implicit")
+SIGMA_REF = 25.0 / 255
 # training-config fields added after states were written, with the value those states were trained with
-_LEGACY_FIELDS = {"loss_crop": 0}
+_LEGACY_FIELDS = {"loss_crop": 0, "sigma_weight_power": 1.0}
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class RidgeTrainConfig:
     cg_iters: int = 10
     tv2_weight: float = 1e-5
     loss_crop: int = 6
+    sigma_weight_power: float = 1.0
     seed: int = 0
     validate_every: int = 250
     checkpoint_every: int = 50
@@ -91,6 +93,10 @@ class RidgeTrainConfig:
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         if isinstance(self.loss_crop, bool) or not isinstance(self.loss_crop, int) or not (0 <= 2 * self.loss_crop < self.patch_size):
             raise ValueError(f"loss_crop must be an integer in [0, patch_size / 2), got {self.loss_crop!r}")
+        if isinstance(self.sigma_weight_power, bool) or not isinstance(self.sigma_weight_power, (int, float)) \
+                or not math.isfinite(self.sigma_weight_power):
+            raise ValueError(f"sigma_weight_power must be a finite number, got {self.sigma_weight_power!r}")
+        object.__setattr__(self, "sigma_weight_power", float(self.sigma_weight_power))
         if not (self.tv2_weight >= 0 and math.isfinite(self.tv2_weight)):
             raise ValueError(f"tv2_weight must be a finite number >= 0, got {self.tv2_weight!r}")
 
@@ -160,6 +166,11 @@ def _param_groups(reg: RidgeRegularizer, lr: float) -> list[dict[str, Any]]:
         {"params": splines, "lr": lr * 0.5, "base": lr * 0.5},
         {"params": scalars, "lr": lr * 5, "base": lr * 5},
     ]
+
+
+def sigma_weights(sigma: torch.Tensor, power: float) -> torch.Tensor:
+    """The loss weight of each patch, ``(SIGMA_REF / sigma)^power`` (``SIGMA_REF = 25/255``)."""
+    return (SIGMA_REF / sigma) ** power
 
 
 def _unrolled(reg: RidgeRegularizer, y: torch.Tensor, sigma: torch.Tensor, t: int) -> torch.Tensor:
@@ -310,7 +321,6 @@ def train_ridge(
         save_checkpoint(state_path, tensors, meta)
 
     end = config.steps if stop_after is None else min(config.steps, stop_after)
-    sigma_ref = 25.0 / 255
     t0 = time.time()
     logf = open(out / "log.jsonl", "a")
     try:
@@ -319,7 +329,7 @@ def train_ridge(
             for g in opt.param_groups:
                 g["lr"] = g["base"] * fac
             clean, noisy, sigma = sampler.sample(step)
-            weights = sigma_ref / sigma
+            weights = sigma_weights(sigma, config.sigma_weight_power)
             opt.zero_grad(set_to_none=True)
             if config.mode == "unrolled":
                 x = _unrolled(reg, noisy, sigma, config.unrolled_steps)
@@ -415,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=RidgeTrainConfig.lr)
     ap.add_argument("--loss-crop", type=int, default=RidgeTrainConfig.loss_crop,
                     help="leave this many border pixels of each patch out of the loss")
+    ap.add_argument("--sigma-range", default=None, metavar="LO:HI",
+                    help="training noise levels, in /255 (default %g:%g)" % tuple(v * 255 for v in RidgeTrainConfig.sigma_range))
+    ap.add_argument("--sigma-weight-power", type=float, default=RidgeTrainConfig.sigma_weight_power,
+                    help="weight each patch's squared error by (25/255 / sigma)^P (0: plain MSE)")
     ap.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds (state saved)")
     ap.add_argument("--init", default=None, help="start from these ridge weights")
     ap.add_argument("--spline-grid", default=None, metavar="KNOTS:RANGE",
@@ -444,8 +458,19 @@ def main(argv: list[str] | None = None) -> int:
         if not (Path(a.out) / "state.safetensors").exists():
             save_ridge(reg.with_spline_grid(knots, range_), init,
                        metadata={"resampled_from": str(a.init), "spline_grid": [knots, range_]})
-    cfg = RidgeTrainConfig(mode=a.mode, steps=a.steps, batch_size=a.batch_size, patch_size=a.patch_size, lr=a.lr,
-                           loss_crop=a.loss_crop, validate_every=a.validate_every)
+    sigma_range = RidgeTrainConfig.sigma_range
+    if a.sigma_range is not None:
+        try:
+            lo_s, hi_s = a.sigma_range.split(":")
+            sigma_range = (float(lo_s) / 255, float(hi_s) / 255)
+        except ValueError:
+            ap.error(f"--sigma-range must be LO:HI in /255, e.g. 2:30, got {a.sigma_range!r}")
+    try:
+        cfg = RidgeTrainConfig(mode=a.mode, steps=a.steps, batch_size=a.batch_size, patch_size=a.patch_size, lr=a.lr,
+                               loss_crop=a.loss_crop, validate_every=a.validate_every, sigma_range=sigma_range,
+                               sigma_weight_power=a.sigma_weight_power)
+    except ValueError as exc:
+        ap.error(str(exc).replace("sigma_range", "--sigma-range").replace("sigma_weight_power", "--sigma-weight-power"))
     path = train_ridge(cfg, a.out, architecture=RidgeConfig(kind=a.kind), init=init, time_budget_s=a.time_budget)
     print(path)
     return 0

@@ -32,6 +32,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import math
 
 from pnp.cli._common import positive_int as _positive_int
 
@@ -104,6 +105,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "measured; see BENCHMARKS.md)")
     p.add_argument("--loss-crop", type=int, default=None,
                    help="crr/wcrr: border pixels of each patch left out of the loss (default 6)")
+    p.add_argument("--sigma-weight-power", type=float, default=None,
+                   help="crr/wcrr: weight each patch's squared error by (25/255 / sigma)^P (default 1; 0: plain MSE)")
     p.add_argument("--time-budget", type=float, default=None,
                    help="crr/wcrr: stop after this many seconds (state and weights saved; resumable)")
     p.add_argument("--channels", type=int, default=None, help="rk: state channels (default 32)")
@@ -167,8 +170,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.family in ("crr", "wcrr"):
         return _run_ridge(args)
-    _refuse({"--ridge-mode": args.ridge_mode, "--time-budget": args.time_budget, "--loss-crop": args.loss_crop},
-            args.family or "rk")
+    _refuse({"--ridge-mode": args.ridge_mode, "--time-budget": args.time_budget, "--loss-crop": args.loss_crop,
+             "--sigma-weight-power": args.sigma_weight_power}, args.family or "rk")
     data = [d for d in args.data.split(",") if d] if args.data else None
     for d in data or []:
         if not Path(d).exists():
@@ -223,7 +226,6 @@ def run(args: argparse.Namespace) -> int:
         patch_size=args.patch_size, lr=args.lr, seed=args.seed, validate_every=args.validate_every,
         checkpoint_every=args.checkpoint_every,
         **({} if args.tv2_weight is None else {"tv2_weight": args.tv2_weight}),
-        **({} if args.loss_crop is None else {"loss_crop": args.loss_crop}),
     )
     res = train(args.out, config=cfg, architecture=arch, data=data, init=init_net, init_name=args.init,
                 resume=args.resume, progress=args.progress)
@@ -269,7 +271,9 @@ def _run_ridge(args: argparse.Namespace) -> int:
             images += load_image_folder(d)
     if args.loss_crop is not None and not (0 <= 2 * args.loss_crop < args.patch_size):
         raise ValueError(f"--loss-crop must be in [0, --patch-size / 2), got {args.loss_crop} for patches of {args.patch_size}")
-    sr = args.sigma_range or (2.0 / 255, 55.0 / 255)
+    if args.sigma_weight_power is not None and not math.isfinite(args.sigma_weight_power):
+        raise ValueError(f"--sigma-weight-power must be a finite number, got {args.sigma_weight_power}")
+    sr = args.sigma_range or RidgeTrainConfig.sigma_range
     arch = RidgeConfig(kind=args.family, **({} if args.spline_knots is None else {"spline_knots": args.spline_knots}),
                        **({} if args.spline_range is None else {"spline_range": args.spline_range}))
     cfg = RidgeTrainConfig(
@@ -277,6 +281,8 @@ def _run_ridge(args: argparse.Namespace) -> int:
         sigma_range=sr, lr=args.lr, seed=args.seed, validate_every=args.validate_every,
         checkpoint_every=args.checkpoint_every, val_sigma=args.sigma,
         **({} if args.tv2_weight is None else {"tv2_weight": args.tv2_weight}),
+        **({} if args.loss_crop is None else {"loss_crop": args.loss_crop}),
+        **({} if args.sigma_weight_power is None else {"sigma_weight_power": args.sigma_weight_power}),
     )
     init = args.init
     if init is not None and not Path(init).exists():

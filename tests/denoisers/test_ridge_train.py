@@ -77,25 +77,59 @@ def test_loss_crop_is_validated(crop):
 
 
 def test_state_without_a_later_field_resumes(tmp_path):
-    """A state written before ``loss_crop`` existed resumes with the field's default."""
+    """A state written before ``loss_crop`` and ``sigma_weight_power`` existed resumes with the values
+    those states were trained with."""
     import dataclasses
     import json
 
     from denoisers.checkpoint import load_checkpoint, save_checkpoint
+    from denoisers.ridge.train import _LEGACY_FIELDS
 
     arch = RidgeConfig(kind="crr", **ARCH)
-    old = dataclasses.replace(_cfg("deq-jfb"), loss_crop=0)  # what every state before the field used
+    old = dataclasses.replace(_cfg("deq-jfb"), **_LEGACY_FIELDS)  # what every state before the fields used
     for name, cfg in (("old", old), ("new", _cfg("deq-jfb"))):
         train_ridge(cfg, tmp_path / name, architecture=arch, images=_images(), val_images=[], stop_after=2,
                     log=lambda s: None)
         state = tmp_path / name / "state.safetensors"
         tensors, meta = load_checkpoint(state, kind="ridge-train-state")
-        del meta["train_config"]["loss_crop"]
+        for field in _LEGACY_FIELDS:
+            del meta["train_config"][field]
         save_checkpoint(state, tensors, json.loads(json.dumps(meta)))
     train_ridge(old, tmp_path / "old", architecture=arch, images=_images(), val_images=[], log=lambda s: None)
     with pytest.raises(CheckpointError, match="another training config"):  # read as crop 0, asked for 6
         train_ridge(_cfg("deq-jfb"), tmp_path / "new", architecture=arch, images=_images(), val_images=[],
                     log=lambda s: None)
+
+
+def test_sigma_weights():
+    from denoisers.ridge.train import SIGMA_REF, sigma_weights
+
+    sigma = torch.tensor([5.0, 25.0, 50.0]) / 255
+    assert torch.allclose(sigma_weights(sigma, 0.0), torch.ones(3))
+    assert torch.allclose(sigma_weights(sigma, 1.0), SIGMA_REF / sigma)
+    assert torch.allclose(sigma_weights(sigma, 2.0), (SIGMA_REF / sigma) ** 2)
+
+
+@pytest.mark.parametrize("power", [float("nan"), float("inf"), True, "1"])
+def test_sigma_weight_power_is_validated(power):
+    with pytest.raises(ValueError, match="sigma_weight_power"):
+        RidgeTrainConfig(sigma_weight_power=power)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sigma-range", "5"], "--sigma-range must be LO:HI"),
+    (["--sigma-range", "30:2"], "--sigma-range must satisfy"),
+    (["--sigma-range", "0:30"], "--sigma-range must satisfy"),
+    (["--sigma-weight-power", "nan"], "--sigma-weight-power must be a finite number"),
+])
+def test_trainer_cli_names_the_bad_flag(tmp_path, capsys, args, message):
+    from denoisers.ridge.train import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path / "run"), *args])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_trains_a_crr(tmp_path, capsys):
@@ -109,9 +143,12 @@ def test_cli_trains_a_crr(tmp_path, capsys):
         io.imsave(folder / f"{i}.png", (im[0].numpy() * 255).astype("uint8"), check_contrast=False)
     out = tmp_path / "crr.safetensors"
     rc = main(["train", "--family", "crr", "--sigma", "0.1", "--data", str(folder), "--steps", "2",
-               "--batch-size", "2", "--patch-size", "16", "--validate-every", "100", "--out", str(out)])
+               "--batch-size", "2", "--patch-size", "16", "--loss-crop", "2", "--sigma-weight-power", "0",
+               "--validate-every", "100", "--out", str(out)])
     assert rc == 0 and out.exists()
     assert "convex" in capsys.readouterr().out
+    _, meta = load_ridge(out)  # the training flags reach the training config
+    assert meta["train_config"]["loss_crop"] == 2 and meta["train_config"]["sigma_weight_power"] == 0.0
     # a second run without --resume does not overwrite anything
     before = out.read_bytes()
     rc = main(["train", "--family", "crr", "--sigma", "0.1", "--data", str(folder), "--steps", "2", "--out", str(out)])

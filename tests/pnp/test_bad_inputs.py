@@ -186,6 +186,10 @@ CLI_CASES = [
     ("train-loss-crop-too-big", ["train", "--family", "crr", "--sigma", "0.1", "--patch-size", "40", "--loss-crop", "20",
                                  "--out", "w.safetensors"], "--loss-crop"),
     ("train-loss-crop-rk", ["train", "--sigma", "0.1", "--loss-crop", "3", "--out", "w.safetensors"], "--loss-crop"),
+    ("train-sigma-weight-power-nan", ["train", "--family", "crr", "--sigma", "0.1", "--sigma-weight-power", "nan",
+                                      "--out", "w.safetensors"], "--sigma-weight-power"),
+    ("train-sigma-weight-power-rk", ["train", "--sigma", "0.1", "--sigma-weight-power", "0", "--out", "w.safetensors"],
+     "--sigma-weight-power"),
     # 3. bench: no folder for a command that cannot run
     ("bench-unknown-denoiser", BENCH + ["--denoiser", "foo", "--out", "runs"], "--denoiser 'foo'"),
     ("bench-truncated-checkpoint", BENCH + ["--denoiser", "{truncated}", "--out", "runs"], "--denoiser"),
