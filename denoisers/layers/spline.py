@@ -242,30 +242,8 @@ class LinearSpline(nn.Module):
 
     # ----------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        proj, s, b, k = self._pieces(x)
-        s_sel, b_sel = self._select(k, s, b)
-        return (s_sel * x.reshape(k.shape) + b_sel).reshape(x.shape)
-
-    def _pieces(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Checks ``x``; returns ``(P(c), slopes, intercepts, piece index [B, C, N])`` (piece ``k`` is
-        ``s_k x + b_k``)."""
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
-        if x.ndim < 2 or x.shape[1] != self.channels:
-            raise ValueError(f"x must have shape [B, {self.channels}, ...] (channels in dim 1), got {tuple(x.shape)}")
-        proj, s = self._projection(x.dtype, x.device)
-        t = self.grid(x.dtype, x.device)
-        b = proj[:, :-1] - s * t[:-1]
-        m = self.mid
-        # piece index from x / T (sign-exact near 0), clamped: the outer pieces extrapolate
-        k = torch.floor(x.detach() / self.spacing).nan_to_num_(0.0).clamp_(-m, m - 1).add_(m).to(torch.long)
-        return proj, s, b, k.reshape(x.shape[0], self.channels, math.prod(x.shape[2:]))
-
-    def _select(self, k: torch.Tensor, *tables: torch.Tensor) -> list[torch.Tensor]:
-        """Per-element entries of ``[C, K-1]`` tables at the piece index ``k``: a gather on a
-        batch-expanded table (about 3x faster than advanced indexing on CPU)."""
-        n = (k.shape[0], self.channels, self.knots - 1)
-        return [torch.gather(tab.unsqueeze(0).expand(n), 2, k) for tab in tables]
+        self._check(x)
+        return self.evaluate(x, *self._projection(x.dtype, x.device))
 
     def integral(self, x: torch.Tensor) -> torch.Tensor:
         """The antiderivative ``F_j(x) = int_0^x f_j(t) dt`` (``F_j(0) = 0``), elementwise, same
@@ -275,14 +253,72 @@ class LinearSpline(nn.Module):
         s_k (x^2 - t_k^2) / 2 + b_k (x - t_k)`` with ``C_k = F(t_k)`` accumulated exactly over the
         pieces between ``0`` and ``t_k``. Differentiable in ``x`` (``dF/dx = f(x)``) and in the
         coefficients."""
-        proj, s, b, k = self._pieces(x)
+        self._check(x)
+        return self.evaluate_integral(x, *self._projection(x.dtype, x.device))
+
+    # odd part: (f(x) - f(-x)) / 2 is itself a linear spline on the same (symmetric) grid, with knot
+    # values (P(c)_k - P(c)_{K-1-k}) / 2 and slopes (s_k + s_{K-2-k}) / 2 (in [l, 1] again), and its
+    # outer pieces continue linearly like f's: one evaluation instead of two
+    def odd_projection(
+        self, dtype: torch.dtype | None = None, device: torch.device | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(values at the knots [C, K], slopes [C, K-1])`` of the odd part ``(f(x) - f(-x)) / 2``,
+        differentiable in the coefficients."""
+        proj, s = self._projection(dtype, device)
+        return 0.5 * (proj - proj.flip(1)), 0.5 * (s + s.flip(1))
+
+    def odd(self, x: torch.Tensor) -> torch.Tensor:
+        """The odd part ``(f(x) - f(-x)) / 2``, elementwise (one table look-up per element)."""
+        self._check(x)
+        return self.evaluate(x, *self.odd_projection(x.dtype, x.device))
+
+    def odd_integral(self, x: torch.Tensor) -> torch.Tensor:
+        """``int_0^x (f(t) - f(-t)) / 2 dt = (F(x) + F(-x)) / 2``, elementwise (even, ``>= 0`` when
+        ``f`` is monotone, up to round-off)."""
+        self._check(x)
+        return self.evaluate_integral(x, *self.odd_projection(x.dtype, x.device))
+
+    # ----------------------------------------------------------------------------------------
+    def _check(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+        if x.ndim < 2 or x.shape[1] != self.channels:
+            raise ValueError(f"x must have shape [B, {self.channels}, ...] (channels in dim 1), got {tuple(x.shape)}")
+
+    def _index(self, x: torch.Tensor) -> torch.Tensor:
+        """Piece index ``[B, C, N]`` from ``x / T`` (sign-exact near 0), clamped: the outer pieces
+        extrapolate."""
+        m = self.mid
+        k = torch.floor(x.detach() / self.spacing).nan_to_num_(0.0).clamp_(-m, m - 1).add_(m).to(torch.long)
+        return k.reshape(x.shape[0], self.channels, math.prod(x.shape[2:]))
+
+    def _select(self, k: torch.Tensor, *tables: torch.Tensor) -> list[torch.Tensor]:
+        """Per-element entries of ``[C, K-1]`` tables at the piece index ``k``: a gather on a
+        batch-expanded table (about 3x faster than advanced indexing on CPU)."""
+        n = (k.shape[0], self.channels, self.knots - 1)
+        return [torch.gather(tab.unsqueeze(0).expand(n), 2, k) for tab in tables]
+
+    def evaluate(self, x: torch.Tensor, proj: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """The linear spline on this grid with knot values ``proj [C, K]`` and slopes ``s [C, K-1]``
+        (those of :meth:`_projection` or :meth:`odd_projection`), at ``x`` (checked by the caller)."""
+        t = self.grid(x.dtype, x.device)
+        b = proj[:, :-1] - s * t[:-1]
+        k = self._index(x)
+        s_sel, b_sel = self._select(k, s, b)
+        return (s_sel * x.reshape(k.shape) + b_sel).reshape(x.shape)
+
+    def evaluate_integral(self, x: torch.Tensor, proj: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """The antiderivative (``0`` at ``0``) of the spline of :meth:`evaluate`."""
+        t = self.grid(x.dtype, x.device)
+        b = proj[:, :-1] - s * t[:-1]
+        k = self._index(x)
         m = self.mid
         # F at the knots: F(t_m) = 0; the integral over piece k is T (P(c)_k + P(c)_{k+1}) / 2
         piece = self.spacing * (proj[:, :-1] + proj[:, 1:]) / 2.0  # [C, K-1]
         cum = torch.cat([proj.new_zeros(proj.shape[0], 1), torch.cumsum(piece, dim=1)], dim=1)  # int_{t_0}^{t_k}
         knots_F = cum - cum[:, m : m + 1]  # [C, K]
         s_sel, b_sel, c_sel = self._select(k, s, b, knots_F[:, :-1])
-        tk = self.grid(x.dtype, x.device)[:-1][k]
+        tk = t[:-1][k]
         xv = x.reshape(k.shape)
         return (c_sel + s_sel * (xv * xv - tk * tk) / 2.0 + b_sel * (xv - tk)).reshape(x.shape)
 

@@ -226,6 +226,36 @@ def test_save_load_round_trip_and_tampering(tmp_path):
         load_ridge(tmp_path / "missing.safetensors") if False else load_ridge(_write(tmp_path / "junk.safetensors", b"junk"))
 
 
+def test_stored_certificate_tolerates_another_cpus_round_off(tmp_path):
+    """The stored certificate is compared with the recomputed one to a relative 1e-6, scaled for
+    ``prox_lipschitz = 1 / (1 - lambda rho)`` by its amplification of a change of ``rho``: a
+    float32 round-off of the kernel on another CPU (``rho`` ~2e-7 apart, seen across machines) is
+    accepted, a change of 1e-4 is not."""
+    from denoisers.checkpoint import load_checkpoint, save_checkpoint
+
+    reg = make_reg("wcrr").float()
+    path = tmp_path / "w.safetensors"
+    cert = save_ridge(reg, path)
+    tensors, meta = load_checkpoint(path)
+    bare = {k: v for k, v in meta.items() if k not in ("format", "version")}
+    lam_rho = cert.lambda_max * cert.weak_convexity
+    assert 0 < lam_rho < 1
+    for rel, ok in ((2e-7, True), (1e-4, False)):
+        c = dict(meta["certificate"])
+        rho = cert.weak_convexity * (1 + rel)
+        c["weak_convexity"] = rho
+        c["lip_grad"] = cert.lip_grad * (1 + rel)
+        c["w_norm_bound"] = cert.w_norm_bound * (1 + rel / 2)
+        c["prox_lipschitz"] = 1.0 / (1.0 - cert.lambda_max * rho)
+        p = tmp_path / f"r{rel}.safetensors"
+        save_checkpoint(p, tensors, {**bare, "certificate": c})
+        if ok:
+            load_ridge(p)
+        else:
+            with pytest.raises(CheckpointError, match="differs"):
+                load_ridge(p)
+
+
 def _write(path, data):
     path.write_bytes(data)
     return path

@@ -403,3 +403,34 @@ def test_cuda_matches_cpu():
     act = _hand_spline().float()
     x = torch.randn(3, 2, 5, 5)
     torch.testing.assert_close(act.cuda()(x.cuda()).cpu(), act.cpu()(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_odd_part_is_the_spline_of_its_knot_values(dtype):
+    """``odd`` / ``odd_integral`` (one table look-up) equal ``(f(x) - f(-x)) / 2`` and
+    ``(F(x) + F(-x)) / 2`` on and off the grid (beyond it both extrapolate), with the same gradient
+    in the coefficients; the odd part is odd, 0 at 0, and its slopes stay in ``[0, 1]``."""
+    torch.manual_seed(3)
+    act = LinearSpline(5, knots=17, range_=2.0, init="clip").to(dtype)
+    with torch.no_grad():
+        act.coefficients.add_(0.3 * torch.randn_like(act.coefficients))
+    act.project_()
+    x = 3.0 * torch.randn(3, 5, 7, 7, dtype=dtype)
+    x[0, :, 0, :4] = torch.tensor([0.0, 2.0, -2.0, 0.25], dtype=dtype)  # 0, the grid's ends, a knot
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-13)
+    ref = 0.5 * (act(x) - act(-x))
+    got = act.odd(x)
+    torch.testing.assert_close(got, ref, **tol)
+    torch.testing.assert_close(act.odd_integral(x), 0.5 * (act.integral(x) + act.integral(-x)), **tol)
+    assert bool((got[0, :, 0, 0] == 0).all())
+    torch.testing.assert_close(act.odd(-x), -got, **tol)
+    (g_ref,) = torch.autograd.grad(ref.square().sum(), act.coefficients)
+    (g_new,) = torch.autograd.grad(act.odd(x).square().sum(), act.coefficients)
+    # float32: the middle value c_m cancels exactly in the odd table, only up to round-off in the reference
+    scale = float(g_ref.abs().max())
+    gtol = dict(rtol=1e-4, atol=1e-5 * scale) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12 * scale)
+    torch.testing.assert_close(g_new, g_ref, **gtol)
+    _, s_odd = act.odd_projection()
+    assert float(s_odd.min()) >= 0.0 and float(s_odd.max()) <= 1.0
+    with pytest.raises(ValueError, match="channels"):
+        act.odd(torch.zeros(1, 4, 3, 3, dtype=dtype))
