@@ -6,12 +6,13 @@ learned functions of the noise level. ``RidgeDenoiser`` is ``prox_{lambda(sigma)
 variational solver in ``pnp.solvers`` minimises ``1/2 ||A x - y||^2 + lambda R(x)`` directly.
 """
 
-from denoisers.ridge.model import RIDGE_KINDS, RidgeCertificate, RidgeConfig, RidgeRegularizer
+from denoisers.ridge.model import RIDGE_BOUNDARIES, RIDGE_KINDS, RidgeCertificate, RidgeConfig, RidgeRegularizer
 from denoisers.ridge.multiconv import MultiConv, compose_kernels
 from denoisers.ridge.noise import LogSigmaSpline
 from denoisers.ridge.prox import ProxConvergenceWarning, ProxInfo, ProxSearchSurrogate, RidgeDenoiser, ridge_prox
 
 __all__ = [
+    "RIDGE_BOUNDARIES",
     "RIDGE_KINDS",
     "LogSigmaSpline",
     "MultiConv",

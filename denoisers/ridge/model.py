@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from denoisers.layers.conv_bounds import conv_opnorm_upper_bound
@@ -57,9 +58,14 @@ from denoisers.ridge.multiconv import MultiConv
 from denoisers.contract import check_input, sigma_vector
 from denoisers.ridge.noise import LogSigmaSpline
 
-__all__ = ["RIDGE_KINDS", "RidgeCertificate", "RidgeConfig", "RidgeRegularizer"]
+__all__ = ["RIDGE_BOUNDARIES", "RIDGE_KINDS", "RidgeCertificate", "RidgeConfig", "RidgeRegularizer"]
 
 RIDGE_KINDS = ("crr", "wcrr")
+#: how ``W`` meets the image border: ``"valid"`` (windows inside the image only) or ``"reflect"``
+#: (``R(P x)``, ``P`` the reflection of the image by half the composed filter size)
+RIDGE_BOUNDARIES = ("valid", "reflect")
+#: ``||P||^2`` of the reflection extension (each pixel appears at most twice along each axis)
+REFLECT_NORM_SQ = 4.0
 
 
 @dataclass(frozen=True)
@@ -76,10 +82,18 @@ class RidgeConfig:
     sigma_knots: int = 8
     lambda_cap: float = 0.95
     grid: int = 256
+    boundary: str = "valid"
 
     def __post_init__(self) -> None:
         if self.kind not in RIDGE_KINDS:
             raise ValueError(f"kind must be one of {RIDGE_KINDS}, got {self.kind!r}")
+        if self.boundary not in RIDGE_BOUNDARIES:
+            raise ValueError(f"boundary must be one of {RIDGE_BOUNDARIES}, got {self.boundary!r}")
+        if self.boundary == "reflect" and self.kind != "crr":
+            raise ValueError(
+                "boundary='reflect' is for crr only: R(P x) is (||P||^2 rho = 4 rho)-weakly convex, "
+                "which would break lambda rho < 1 for wcrr"
+            )
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         if not (0.0 < self.lambda_cap < 1.0):
             raise ValueError(f"lambda_cap must be in (0, 1), got {self.lambda_cap!r}")
@@ -134,6 +148,7 @@ class RidgeCertificate:
     prox_lipschitz: float
     prox_alpha: float | None
     notes: str = ""
+    boundary: str = "valid"
 
     @property
     def convex(self) -> bool:
@@ -156,6 +171,8 @@ class RidgeCertificate:
         lines = [
             f"ridge regulariser ({self.kind.upper()}): {'convex' if self.convex else f'{self.weak_convexity:.6g}-weakly convex'}",
             f"  ||W|| <= {self.w_norm_bound:.6f} ({self.w_norm_method})",
+            *([f"  boundary: R(P x), P the reflection extension, ||P||^2 = {REFLECT_NORM_SQ:g} (in Lip(grad R))"]
+              if self.boundary == "reflect" else []),
             f"  spline slopes: f+ <= {self.slope_plus:.6f}, f- <= {self.slope_minus:.6f}; kappa = {self.kappa:.6g}",
             f"  Lip(grad R) <= {self.lip_grad:.6g};  weak convexity rho = {self.weak_convexity:.6g}",
             f"  sup lambda(sigma) = {self.lambda_max:.6g};  lambda rho <= {self.lambda_max * self.weak_convexity:.6g}",
@@ -225,13 +242,35 @@ class RidgeRegularizer(nn.Module):
     def _prepare(self, x: torch.Tensor, sigma: Any, kernel: torch.Tensor | None):
         check_input(x)
         k = self.conv.size
-        if x.shape[-1] < k or x.shape[-2] < k:
-            raise ValueError(f"x must be at least {k}x{k} (the filter size), got {tuple(x.shape[-2:])}")
+        # reflect: at least 2p + 2 = k + 1 pixels, so that no pixel is copied into both opposite bands
+        # (each pixel then appears at most twice along an axis: ||P||^2 = 4)
+        kmin = k + 1 if self.config.boundary == "reflect" else k
+        if x.shape[-1] < kmin or x.shape[-2] < kmin:
+            raise ValueError(f"x must be at least {kmin}x{kmin} (the filter size{' + 1, reflect boundary' if kmin > k else ''}), "
+                             f"got {tuple(x.shape[-2:])}")
         b, c = x.shape[:2]
         s = sigma_vector(sigma, b, x)
         kern = (kernel if kernel is not None else self.kernel()).to(x.dtype)
         mu = self.mu_of(s).to(x.dtype).repeat_interleave(c).view(-1, 1, 1, 1)
-        return x.reshape(b * c, 1, *x.shape[-2:]), kern, mu, s
+        xs = x.reshape(b * c, 1, *x.shape[-2:])
+        if self.config.boundary == "reflect":
+            p = k // 2
+            xs = F.pad(xs, (p, p, p, p), mode="reflect")
+        return xs, kern, mu, s
+
+    def _unpad_adjoint(self, g: torch.Tensor) -> torch.Tensor:
+        """``P^T`` for ``boundary="reflect"`` (identity otherwise): the reflected border bands of
+        ``g`` (``[N, 1, H + 2p, W + 2p]``) are added back onto the pixels they copy."""
+        if self.config.boundary != "reflect":
+            return g
+        p = self.conv.size // 2
+        t = g[..., p:-p, :].clone()
+        t[..., 1 : p + 1, :] += g[..., :p, :].flip(-2)
+        t[..., -p - 1 : -1, :] += g[..., -p:, :].flip(-2)
+        r = t[..., p:-p].clone()
+        r[..., 1 : p + 1] += t[..., :p].flip(-1)
+        r[..., -p - 1 : -1] += t[..., -p:].flip(-1)
+        return r
 
     # profiles: odd parts of the splines, f_odd(a) = (f(a) - f(-a)) / 2 (monotone, slopes <= 1),
     # evaluated as the linear splines they are (LinearSpline.odd: one table look-up, not two)
@@ -293,7 +332,7 @@ class RidgeRegularizer(nn.Module):
         """``grad_x R(x, sigma) = W^T psi'(W x)``, shape of ``x``."""
         xs, kern, mu, _ = self._prepare(x, sigma, kernel)
         g = MultiConv.apply_adjoint(kern, self.psi_prime(MultiConv.apply(kern, xs), mu))
-        return g.view_as(x)
+        return self._unpad_adjoint(g).reshape(x.shape)
 
     def energy_and_grad(
         self, x: torch.Tensor, sigma: Any, *, kernel: torch.Tensor | None = None
@@ -302,7 +341,7 @@ class RidgeRegularizer(nn.Module):
         xs, kern, mu, _ = self._prepare(x, sigma, kernel)
         u = MultiConv.apply(kern, xs)
         e = self.psi(u, mu).sum(dim=(1, 2, 3), dtype=torch.float64).view(x.shape[0], x.shape[1]).sum(1)
-        g = MultiConv.apply_adjoint(kern, self.psi_prime(u, mu)).view_as(x)
+        g = self._unpad_adjoint(MultiConv.apply_adjoint(kern, self.psi_prime(u, mu))).reshape(x.shape)
         return e, g
 
     # ---------------------------------------------------------------- certified constants
@@ -314,8 +353,9 @@ class RidgeRegularizer(nn.Module):
         sp = _odd_slope_max(self.f_plus)
         sm = _odd_slope_max(self.f_minus) if self.f_minus is not None else 0.0
         kap = float(self.kappa())
-        lip = max(kap * sp, sm) * w * w
-        rho = sm * w * w
+        pp = REFLECT_NORM_SQ if self.config.boundary == "reflect" else 1.0
+        lip = max(kap * sp, sm) * w * w * pp
+        rho = sm * w * w * pp
         lam_max = self.lambda_max()
         if self.kind == "crr":
             prox_lip, alpha = 1.0, 0.5
@@ -333,6 +373,7 @@ class RidgeRegularizer(nn.Module):
             kind=self.kind,
             w_norm_bound=w,
             w_norm_method=nb.method,
+            boundary=self.config.boundary,
             slope_plus=sp,
             slope_minus=sm,
             kappa=kap,
@@ -352,7 +393,15 @@ class RidgeRegularizer(nn.Module):
         sp = _odd_slope_max(self.f_plus)
         sm = _odd_slope_max(self.f_minus) if self.f_minus is not None else 0.0
         kap = float(self.kappa())
-        return max(kap * sp, sm), sm
+        pp = REFLECT_NORM_SQ if self.config.boundary == "reflect" else 1.0
+        return max(kap * sp, sm) * pp, sm * pp
+
+    def with_boundary(self, boundary: str) -> "RidgeRegularizer":
+        """A copy with the same weights and another ``boundary`` (``RIDGE_BOUNDARIES``)."""
+        cfg = dataclasses.replace(self.config, boundary=boundary)
+        new = RidgeRegularizer(cfg).to(device=self.lam.values.device, dtype=self.lam.values.dtype)
+        new.load_state_dict(self.state_dict(), strict=True)
+        return new
 
     @torch.no_grad()
     def with_spline_grid(self, knots: int, range_: float) -> "RidgeRegularizer":

@@ -40,7 +40,7 @@ import torch
 
 from denoisers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from denoisers.layers.spline import project_splines_
-from denoisers.ridge.model import RidgeCertificate, RidgeConfig, RidgeRegularizer
+from denoisers.ridge.model import RIDGE_BOUNDARIES, RidgeCertificate, RidgeConfig, RidgeRegularizer
 from denoisers.ridge.prox import RidgeDenoiser, ridge_prox
 
 __all__ = ["RIDGE_MODES", "RidgeTrainConfig", "export_state", "load_ridge", "save_ridge", "train_ridge", "RIDGE_KIND"]
@@ -381,16 +381,20 @@ def train_ridge(
     return final
 
 
-def export_state(state_path: str | Path, out: str | Path, *, lineage: str | None = None) -> RidgeCertificate:
+def export_state(state_path: str | Path, out: str | Path, *, lineage: str | None = None,
+                 boundary: str | None = None) -> RidgeCertificate:
     """Write the weights of a training state (``state.safetensors``) as a ridge checkpoint with its
     certificate, plus a JSON summary next to it (``out`` with suffix ``.json``): the step reached,
     the training config, the validation history and the certificate. Lets a run stopped by a time
     budget or by hand be shipped, and resumed later from the same state. ``lineage`` (free text: the
     runs this one was fine-tuned from) is stored with the weights and in the summary; the state's
-    ``init`` (the weights it started from) is kept too."""
+    ``init`` (the weights it started from) is kept too. ``boundary`` (``"valid"`` or ``"reflect"``)
+    replaces the architecture's boundary handling, same weights."""
     tensors, meta = load_checkpoint(state_path, kind=STATE_KIND)
     reg = RidgeRegularizer(RidgeConfig.from_dict(meta["architecture"]))
     reg.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    if boundary is not None:
+        reg = reg.with_boundary(boundary)
     hist = meta.get("history", {})
     summary = {
         "kind": reg.kind,
@@ -442,9 +446,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--export-state", default=None, metavar="STATE",
                     help="only write the weights of this training state to --out (a .safetensors file)")
     ap.add_argument("--lineage", default=None, help="with --export-state: free text recording the runs it continues")
+    ap.add_argument("--boundary", choices=RIDGE_BOUNDARIES, default=None,
+                    help="how W meets the image border: valid (windows inside the image) or reflect (R(P x), P the "
+                         "reflection by half the filter size; crr only). New runs default to valid; with "
+                         "--export-state it replaces the state's setting")
     a = ap.parse_args(argv)
     if a.export_state:
-        cert = export_state(a.export_state, a.out, lineage=a.lineage)
+        try:
+            cert = export_state(a.export_state, a.out, lineage=a.lineage, boundary=a.boundary)
+        except ValueError as exc:
+            ap.error(str(exc).replace("boundary=", "--boundary "))
         print(f"wrote {a.out}\n{cert.summary()}")
         return 0
     init = a.init
@@ -475,7 +486,19 @@ def main(argv: list[str] | None = None) -> int:
                                sigma_weight_power=a.sigma_weight_power)
     except ValueError as exc:
         ap.error(str(exc).replace("sigma_range", "--sigma-range").replace("sigma_weight_power", "--sigma-weight-power"))
-    path = train_ridge(cfg, a.out, architecture=RidgeConfig(kind=a.kind), init=init, time_budget_s=a.time_budget)
+    try:
+        arch = RidgeConfig(kind=a.kind, boundary=a.boundary or "valid")
+    except ValueError as exc:
+        ap.error(str(exc).replace("boundary=", "--boundary "))
+    if a.boundary is not None and init is not None:
+        reg0, _ = load_ridge(init)
+        if reg0.config.boundary != a.boundary:
+            Path(a.out).mkdir(parents=True, exist_ok=True)
+            init = Path(a.out) / "init-boundary.safetensors"
+            if not (Path(a.out) / "state.safetensors").exists():
+                save_ridge(reg0.with_boundary(a.boundary), init,
+                           metadata={"boundary_from": str(a.init), "boundary": a.boundary})
+    path = train_ridge(cfg, a.out, architecture=arch, init=init, time_budget_s=a.time_budget)
     print(path)
     return 0
 

@@ -24,10 +24,10 @@ from denoisers.ridge.train import load_ridge, save_ridge
 SMALL = dict(channels=(1, 3, 6), kernel_size=3, spline_knots=17, spline_range=2.0, grid=64)
 
 
-def make_reg(kind: str, seed: int = 0) -> RidgeRegularizer:
+def make_reg(kind: str, seed: int = 0, boundary: str = "valid") -> RidgeRegularizer:
     """A small regulariser with generic (randomised, projected) splines, float64."""
     torch.manual_seed(seed)
-    reg = RidgeRegularizer(RidgeConfig(kind=kind, **SMALL)).double()
+    reg = RidgeRegularizer(RidgeConfig(kind=kind, boundary=boundary, **SMALL)).double()
     with torch.no_grad():
         for s in reg.splines():
             s.coefficients.add_(0.15 * torch.randn_like(s.coefficients))
@@ -102,9 +102,12 @@ def test_spline_integral_is_the_antiderivative():
     assert torch.allclose(Fv[-1] - Fv[0], trap, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["crr", "wcrr"])
-def test_gradient_matches_autograd_and_finite_differences(kind):
-    reg = make_reg(kind)
+KIND_BOUNDARY = [("crr", "valid"), ("wcrr", "valid"), ("crr", "reflect")]
+
+
+@pytest.mark.parametrize("kind, boundary", KIND_BOUNDARY)
+def test_gradient_matches_autograd_and_finite_differences(kind, boundary):
+    reg = make_reg(kind, boundary=boundary)
     g = torch.Generator().manual_seed(2)
     x = torch.rand(2, 1, 12, 13, generator=g, dtype=torch.float64)
     sigma = torch.tensor([0.05, 0.1], dtype=torch.float64)
@@ -120,9 +123,9 @@ def test_gradient_matches_autograd_and_finite_differences(kind):
     assert torch.allclose(e2, reg.energy(x, sigma)) and torch.allclose(g2, ours)
 
 
-@pytest.mark.parametrize("kind", ["crr", "wcrr"])
-def test_hessian_and_convexity_within_the_certificate(kind):
-    reg = make_reg(kind, seed=5)
+@pytest.mark.parametrize("kind, boundary", KIND_BOUNDARY)
+def test_hessian_and_convexity_within_the_certificate(kind, boundary):
+    reg = make_reg(kind, seed=5, boundary=boundary)
     cert = reg.certificate()
     g = torch.Generator().manual_seed(4)
     x = torch.rand(1, 1, 16, 16, generator=g, dtype=torch.float64)
@@ -153,8 +156,9 @@ def test_prox_optimality_and_error_bound():
     assert (err <= torch.tensor(info2.error_bound_rms, dtype=torch.float64) + 1e-9).all()
 
 
-def test_crr_prox_is_firmly_nonexpansive_under_adversarial_pairs():
-    reg = make_reg("crr", seed=1)
+@pytest.mark.parametrize("boundary", ["valid", "reflect"])
+def test_crr_prox_is_firmly_nonexpansive_under_adversarial_pairs(boundary):
+    reg = make_reg("crr", seed=1, boundary=boundary)
     den = RidgeDenoiser(reg, tol=1e-10, max_iter=5000)
     assert den.certificate.alpha == 0.5 and den.certificate.lipschitz_bound == 1.0
     g = torch.Generator().manual_seed(3)
@@ -292,3 +296,55 @@ def test_colour_and_batch_sigma_contract():
     # channels are independent: denoising one channel alone gives the same result
     single = den(y[1:2, 2:3], 0.1)
     assert torch.allclose(single, out[1:2, 2:3], atol=1e-6)
+
+
+# ---- boundary="reflect": R(P x), P the reflection extension --------------------------------------
+@pytest.mark.parametrize("size", [(6, 6), (7, 9), (16, 15)])
+def test_reflect_boundary_adjoint_and_norm(size):
+    """``P^T`` (the fold of the reflected bands) is the adjoint of ``P`` (F.pad, mode reflect), and
+    ``||P||^2 = max multiplicity = 4``, the factor the certificate puts into ``Lip(grad R)``; the
+    certificate's ``Lip(grad R)`` is 4 times the valid boundary's, and both round-trip through
+    save/load."""
+    import torch.nn.functional as F
+
+    reg = make_reg("crr", boundary="reflect")
+    p = reg.conv.size // 2
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 1, *size, generator=g, dtype=torch.float64)
+    u = torch.randn(2, 1, size[0] + 2 * p, size[1] + 2 * p, generator=g, dtype=torch.float64)
+    lhs = (F.pad(x, (p, p, p, p), mode="reflect") * u).sum()
+    rhs = (x * reg._unpad_adjoint(u)).sum()
+    assert torch.allclose(lhs, rhs, rtol=1e-12)
+    ones = torch.ones(1, 1, *size, dtype=torch.float64)
+    assert float(reg._unpad_adjoint(F.pad(ones, (p, p, p, p), mode="reflect")).max()) == 4.0
+    valid = reg.with_boundary("valid")
+    assert reg.certificate().lip_grad == pytest.approx(4.0 * valid.certificate().lip_grad, rel=1e-12)
+    assert reg.certificate().boundary == "reflect" and valid.certificate().boundary == "valid"
+
+
+def test_reflect_boundary_round_trip_and_refusals(tmp_path):
+    reg = make_reg("crr", boundary="reflect").float()
+    path = tmp_path / "r.safetensors"
+    cert = save_ridge(reg, path)
+    back, _ = load_ridge(path)
+    assert back.config.boundary == "reflect" and back.certificate() == cert
+    x = torch.rand(1, 1, 10, 11)
+    assert torch.equal(back.grad(x, 0.1), reg.grad(x, 0.1))
+    with pytest.raises(ValueError, match="crr only"):
+        RidgeConfig(kind="wcrr", boundary="reflect")
+    with pytest.raises(ValueError, match="boundary must be one of"):
+        RidgeConfig(kind="crr", boundary="circular")
+    with pytest.raises(ValueError, match="at least 6x6"):  # composed size 5: reflect needs 5 + 1
+        reg.grad(torch.rand(1, 1, 5, 8), 0.1)
+    reg.with_boundary("valid").grad(torch.rand(1, 1, 5, 8), 0.1)  # valid: the filter size is enough
+
+
+def test_reflect_boundary_regularises_the_border_band():
+    """With valid windows a corner pixel lies in a single window; with the reflection it lies in as
+    many as an interior pixel: an isolated spike at the corner gets a far larger gradient."""
+    reg = make_reg("crr", boundary="reflect")
+    x = torch.zeros(1, 1, 12, 12, dtype=torch.float64)
+    x[..., 0, 0] = 1.0
+    g_reflect = reg.grad(x, 0.1)[..., 0, 0].abs().item()
+    g_valid = reg.with_boundary("valid").grad(x, 0.1)[..., 0, 0].abs().item()
+    assert g_reflect > 2.0 * g_valid

@@ -3,6 +3,8 @@ and the command line trains and loads a model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -121,6 +123,8 @@ def test_sigma_weight_power_is_validated(power):
     (["--sigma-range", "30:2"], "--sigma-range must satisfy"),
     (["--sigma-range", "0:30"], "--sigma-range must satisfy"),
     (["--sigma-weight-power", "nan"], "--sigma-weight-power must be a finite number"),
+    (["--kind", "wcrr", "--boundary", "reflect"], "--boundary 'reflect' is for crr only"),
+    (["--boundary", "circular"], "invalid choice"),
 ])
 def test_trainer_cli_names_the_bad_flag(tmp_path, capsys, args, message):
     from denoisers.ridge.train import main
@@ -200,3 +204,21 @@ def test_module_cli_resamples_the_init_splines(tmp_path):
         main(["--kind", "crr", "--spline-grid", "33:4", "--out", str(tmp_path / "x")])  # needs --init
     with pytest.raises(SystemExit):
         main(["--kind", "crr", "--init", str(init), "--spline-grid", "33", "--out", str(tmp_path / "y")])
+
+
+def test_export_state_with_the_reflect_boundary(tmp_path):
+    """``--export-state ... --boundary reflect``: same weights, the boundary replaced, the certificate's
+    ``Lip(grad R)`` four times the valid one's."""
+    from denoisers.ridge.train import main
+
+    state = Path(__file__).resolve().parents[2] / "benchmarks/results/issue14/long/crr-long-state.safetensors"
+    if not state.exists():
+        pytest.skip("committed training state not present")
+    main(["--export-state", str(state), "--out", str(tmp_path / "v.safetensors")])
+    main(["--export-state", str(state), "--out", str(tmp_path / "r.safetensors"), "--boundary", "reflect"])
+    v, _ = load_ridge(tmp_path / "v.safetensors")
+    r, _ = load_ridge(tmp_path / "r.safetensors")
+    assert v.config.boundary == "valid" and r.config.boundary == "reflect"
+    assert r.certificate().lip_grad == pytest.approx(4 * v.certificate().lip_grad, rel=1e-12)
+    for a, b in zip(v.state_dict().values(), r.state_dict().values()):
+        assert torch.equal(a, b)
