@@ -274,24 +274,16 @@ class RidgeRegularizer(nn.Module):
 
     # profiles: odd parts of the splines, f_odd(a) = (f(a) - f(-a)) / 2 (monotone, slopes <= 1),
     # evaluated as the linear splines they are (LinearSpline.odd: one table look-up, not two)
-    @staticmethod
-    def _odd(spline: LinearSpline, a: torch.Tensor) -> torch.Tensor:
-        return spline.odd(a)
-
-    @staticmethod
-    def _odd_integral(spline: LinearSpline, a: torch.Tensor) -> torch.Tensor:
-        return spline.odd_integral(a)
-
     def _g(self, a: torch.Tensor) -> torch.Tensor:
         """WCRR: ``g(a) = f+_odd(kappa a) - f-_odd(a)`` (before the positive part)."""
         kap = self.kappa().to(a.dtype)
-        return self._odd(self.f_plus, kap * a) - self._odd(self.f_minus, a)
+        return self.f_plus.odd(kap * a) - self.f_minus.odd(a)
 
     def psi_prime(self, u: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """``psi'(u)`` for filter responses ``u = W x`` ``[N, C, h, w]``, ``mu`` ``[N, 1, 1, 1]``."""
         a = mu * u
         if self.f_minus is None:
-            return self._odd(self.f_plus, a) / mu
+            return self.f_plus.odd(a) / mu
         return torch.sign(a) * self._g(a.abs()).clamp_min(0.0) / mu
 
     def psi(self, u: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
@@ -299,7 +291,7 @@ class RidgeRegularizer(nn.Module):
         a = mu * u
         mu2 = mu * mu
         if self.f_minus is None:
-            return self._odd_integral(self.f_plus, a) / mu2
+            return self.f_plus.odd_integral(a) / mu2
         return self._positive_integral(a.abs()) / mu2
 
     def _positive_integral(self, a: torch.Tensor) -> torch.Tensor:
@@ -353,7 +345,7 @@ class RidgeRegularizer(nn.Module):
         sp = _odd_slope_max(self.f_plus)
         sm = _odd_slope_max(self.f_minus) if self.f_minus is not None else 0.0
         kap = float(self.kappa())
-        pp = REFLECT_NORM_SQ if self.config.boundary == "reflect" else 1.0
+        pp = self._boundary_factor()
         lip = max(kap * sp, sm) * w * w * pp
         rho = sm * w * w * pp
         lam_max = self.lambda_max()
@@ -393,8 +385,12 @@ class RidgeRegularizer(nn.Module):
         sp = _odd_slope_max(self.f_plus)
         sm = _odd_slope_max(self.f_minus) if self.f_minus is not None else 0.0
         kap = float(self.kappa())
-        pp = REFLECT_NORM_SQ if self.config.boundary == "reflect" else 1.0
+        pp = self._boundary_factor()
         return max(kap * sp, sm) * pp, sm * pp
+
+    def _boundary_factor(self) -> float:
+        """``||P||^2`` of the boundary extension in ``Lip(grad R)`` and ``rho`` (1 for valid windows)."""
+        return REFLECT_NORM_SQ if self.config.boundary == "reflect" else 1.0
 
     def with_boundary(self, boundary: str) -> "RidgeRegularizer":
         """A copy with the same weights and another ``boundary`` (``RIDGE_BOUNDARIES``)."""
