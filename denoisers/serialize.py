@@ -119,7 +119,8 @@ def load_denoiser(
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: bad architecture metadata ({exc})") from None
     net = kind.model(cfg)
-    w0 = next((t for k, t in sorted(tensors.items()) if k.endswith("weight") and t.is_floating_point()), None)
+    w0 = next((t for k, t in sorted(tensors.items())
+               if (k.endswith("weight") or ".weight_factors." in k) and t.is_floating_point()), None)
     if w0 is not None:
         net.to(w0.dtype)  # keep the stored precision (the certificate is computed from these weights)
     try:

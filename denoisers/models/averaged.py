@@ -23,6 +23,24 @@ a ``[B]`` tensor; with ``noise_conditional=True`` the noise level shifts biases 
 the certificate for every level. Otherwise ``sigma`` is checked but unused (the network was
 trained for ``metadata['sigma']``; see :class:`denoisers.zoo.ScaledDenoiser` for other levels).
 
+Variants (``AveragedConfig``; defaults give the network above):
+
+* ``factors = F > 1``: each ``W_i`` is a *multi-convolution* ``C_F o ... o C_1`` of ``k x k``
+  convolutions (``channels -> hidden -> ... -> hidden``), applied as the one zero-padded
+  convolution with the composed ``(F (k - 1) + 1)``-wide kernel; its norm is certified from the
+  composed kernel's frequency response, not as a product of the factors' norms.
+* ``bias = False``: no biases (``W x`` enters the activation directly; with ``"odd_spline"``
+  activations each block is the gradient step of an even potential, as in ridge regularisers).
+* ``anchor = True``: blocks anchored to the input ``y``: ``z <- (1 - c_i) B_i(z) + c_i E y`` with a
+  learned ``c_i in (0, 1)``; for Euler blocks this is ``z <- z - h'((z - E y) mu + W^T sigma(W z))``
+  with ``h' = (1 - c) h`` and ``mu = c / h'``: a step on ``1/2 ||z - E y||^2 mu + R_i(z)``. The map
+  ``y -> z_k`` is ``phi_k``-averaged with ``phi_0 = 0`` and
+  ``phi_{k+1} = (1 - c_k) * CY(alpha_k, phi_k)``, ``CY(a, b) = (a + b - 2ab) / (1 - ab)`` the
+  Combettes-Yamada averagedness of a composition: ``B_k o Phi_k`` is ``CY``-averaged, and
+  ``(1 - c)((1 - b) I + b R) + c I = (1 - (1 - c) b) I + (1 - c) b R``. ``P (.) E`` keeps it.
+* ``tied = True``: one block applied ``depth`` times (weight sharing; with ``anchor`` an
+  unrolled proximal-gradient scheme), its step computed once per forward pass.
+
 Activations: ReLU, leaky ReLU, or learned per-channel linear splines (``activation="spline"``,
 :class:`denoisers.layers.spline.LinearSpline`), whose slopes are projected into ``[0, 1]`` in
 every forward pass, so ``L_sigma = 1`` and the certificate above holds for any spline parameters.
@@ -66,9 +84,14 @@ class AveragedConfig:
     spline_range: float = 1.0
     spline_init: str = "relu"
     pixel_unshuffle: int = 1
+    factors: int = 1
+    bias: bool = True
+    anchor: bool = False
+    tied: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("image_channels", "channels", "hidden", "depth", "kernel_size", "power_size", "pixel_unshuffle"):
+        for name in ("image_channels", "channels", "hidden", "depth", "kernel_size", "power_size", "pixel_unshuffle",
+                     "factors"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -83,6 +106,13 @@ class AveragedConfig:
             raise ValueError(f"alpha_block must be in (0, 1), got {self.alpha_block!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        for name in ("bias", "anchor", "tied"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.noise_conditional and not self.bias:
+            raise ValueError("noise_conditional shifts the biases: it needs bias=True")
+        if self.anchor and not self.constrained:
+            raise ValueError("anchor needs constrained=True (its certificate composes certified steps)")
         # validated for every activation (they are only used by "spline"); old checkpoints
         # without these keys get the defaults through from_dict
         check_spline_args(self.spline_knots, self.spline_range, self.spline_init)
@@ -105,6 +135,28 @@ class AveragedConfig:
         if unknown:
             raise ValueError(f"unknown architecture keys: {sorted(unknown)}")
         return cls(**d)
+
+
+def _cy(a: float, b: float) -> float:
+    """Combettes-Yamada: the composition of an ``a``- and a ``b``-averaged map is
+    ``(a + b - 2ab) / (1 - ab)``-averaged (``a, b in [0, 1]``, not both 1; 1 when one is 1)."""
+    if a >= 1.0 or b >= 1.0:
+        return 1.0
+    return (a + b - 2.0 * a * b) / (1.0 - a * b)
+
+
+def anchored_alpha(alphas: list[float], anchors: list[float]) -> float:
+    """Averagedness of ``y -> z_m`` for ``z_0 = y``, ``z_(k+1) = (1 - c_k) B_k(z_k) + c_k y`` with
+    ``B_k`` ``alpha_k``-averaged (``alpha_k = 1``: non-expansive): ``phi_(k+1) = (1 - c_k)
+    CY(alpha_k, phi_k)``, ``phi_0 = 0``. Rounded up by one ulp per step."""
+    if len(alphas) != len(anchors):
+        raise ValueError("one anchor weight per block")
+    phi = 0.0
+    for a, c in zip(alphas, anchors):
+        if not (0.0 <= c < 1.0):
+            raise ValueError(f"anchor weights must be in [0, 1), got {c!r}")
+        phi = math.nextafter((1.0 - c) * _cy(a, phi), math.inf)
+    return min(phi, 1.0)
 
 
 def _sigma_tensor(sigma: Any, batch: int, like: torch.Tensor) -> torch.Tensor:
@@ -187,9 +239,14 @@ class AveragedResNet(Denoiser):
                 spline_knots=config.spline_knots,
                 spline_range=config.spline_range,
                 spline_init=config.spline_init,
+                factors=config.factors,
+                bias=config.bias,
             )
-            for _ in range(config.depth)
+            for _ in range(1 if config.tied else config.depth)
         )
+        if config.anchor:
+            # c_i = sigmoid(a_i), initialised at 0.05
+            self.anchor_logits = nn.Parameter(torch.full((config.depth,), math.log(0.05 / 0.95)))
         self.metadata: dict[str, Any] = {}
         self._cert_cache: tuple[int, Certificate] | None = None
 
@@ -203,12 +260,24 @@ class AveragedResNet(Denoiser):
         elif cfg.noise_conditional:
             raise ValueError("sigma is required: this denoiser is noise-conditional")
         z = lift(x, cfg)
-        for block in self.blocks:
-            z = block(z, s)
+        y = z
+        c = self.anchor_weights() if cfg.anchor else None
+        shared = self.blocks[0].step_and_kernel() if cfg.tied else None
+        for i, block in enumerate(self.sequence()):
+            zn = block(z, s, step=shared)
+            z = zn if c is None else (1.0 - c[i]).to(z.dtype) * zn + c[i].to(z.dtype) * y
         out = project(z, cfg, x.shape)
         if cfg.theta != 1.0:
             out = (1.0 - cfg.theta) * x + cfg.theta * out
         return out
+
+    def sequence(self) -> list[GradientStepConv]:
+        """The blocks in the order applied (``depth`` of them; one block repeated when tied)."""
+        return [self.blocks[0]] * self.config.depth if self.config.tied else list(self.blocks)
+
+    def anchor_weights(self) -> torch.Tensor:
+        """The anchor weights ``c_i = sigmoid(a_i)`` in ``(0, 1)`` (``anchor=True`` only)."""
+        return torch.sigmoid(self.anchor_logits)
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -250,16 +319,32 @@ class AveragedResNet(Denoiser):
         ok = True
         for i, b in enumerate(self.blocks):
             a, ub, h = b.step_alpha(grid=grid)
+            kind = "sup-frequency bound" if b.factors == 1 else f"sup-frequency bound of the {b.factors}-factor composed kernel"
             layers.append(
                 LayerBound(
                     name=f"blocks.{i}.weight",
                     norm_bound=ub,
-                    method=f"sup-frequency bound ({grid}x{grid} grid + sampling slack); h={h:.6g}, "
+                    method=f"{kind} ({grid}x{grid} grid + sampling slack); h={h:.6g}, "
                     f"{cfg.integrator} step alpha={a:.6g}",
                 )
             )
             alphas.append(a)
-        if cfg.integrator == "euler":
+        if cfg.tied:
+            alphas = alphas * cfg.depth
+        if cfg.anchor:
+            if all(a <= 1.0 for a in alphas):
+                cs = [float(v) for v in self.anchor_weights().detach().to(torch.float64)]
+                alpha_chain = anchored_alpha(alphas, cs)
+                how = (
+                    f"{cfg.depth} {cfg.integrator} steps anchored to the input, z <- (1 - c_i) B_i(z) + c_i E y "
+                    f"(c_i in [{min(cs):.4g}, {max(cs):.4g}]); alpha_i of B_i from certified upper bounds of ||W_i||; "
+                    "the map y -> z_k is phi_k-averaged, phi_0 = 0, phi_(k+1) = (1 - c_k) CY(alpha_k, phi_k)"
+                )
+            else:
+                ok = False
+                alpha_chain = None
+                how = "some step is not averaged/non-expansive: the anchored chain is not certified"
+        elif cfg.integrator == "euler":
             if all(a < 1.0 for a in alphas):
                 alpha_chain = compose_alpha(alphas)
                 how = (
@@ -287,8 +372,9 @@ class AveragedResNet(Denoiser):
         lip = 1.0
         if not ok:
             lip = 1.0
-            for b in self.blocks:
-                lip *= b.lipschitz_bound(grid=grid)
+            cs = [float(v) for v in self.anchor_weights().detach()] if cfg.anchor else [0.0] * cfg.depth
+            for b, ci in zip(self.sequence(), cs):
+                lip = (1.0 - ci) * b.lipschitz_bound(grid=grid) * lip + ci
             lip = (1.0 - cfg.theta) + cfg.theta * lip
         notes = "lifting by zero channels (isometry) and projection on the first channels (norm 1)"
         if cfg.pixel_unshuffle > 1:
@@ -298,8 +384,10 @@ class AveragedResNet(Denoiser):
             )
         if not self.frozen:
             notes += "; NOT frozen: steps come from a power-iteration estimate"
-        if cfg.activation == "spline":
+        if cfg.activation in ("spline", "odd_spline"):
             notes += "; learned spline activations, slopes projected into [0, 1] in every forward (L_sigma = 1)"
+        if cfg.tied:
+            notes += f"; one block applied {cfg.depth} times (tied weights)"
         if not cfg.constrained:
             notes += "; UNCONSTRAINED baseline: free step sizes, certificate only reports what they give"
         return Certificate(
@@ -334,7 +422,7 @@ class ExportedAveragedResNet(Denoiser):
         self.biases = nn.ParameterList()
         self.bias_sigmas = nn.ParameterList()
         for b in net.blocks:
-            w = b.weight.detach().clone()
+            w = b.kernel().detach().clone()
             self.weights.append(nn.Parameter(w, requires_grad=False))
             self.scaled.append(nn.Parameter(w * b.h_frozen, requires_grad=False))
             self.biases.append(nn.Parameter(b.bias.detach().clone(), requires_grad=False))
@@ -343,6 +431,9 @@ class ExportedAveragedResNet(Denoiser):
         self.h = [float(b.h_frozen) for b in net.blocks]
         self.acts = nn.ModuleList(copy.deepcopy(b.act) for b in net.blocks)
         self.acts.requires_grad_(False)
+        # the order the blocks are applied in (one block repeated when tied), and the anchors
+        self.order = [0] * self.config.depth if self.config.tied else list(range(len(self.weights)))
+        self.anchors = [float(c) for c in net.anchor_weights().detach()] if self.config.anchor else None
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, sigma: Any = None) -> torch.Tensor:
@@ -354,9 +445,10 @@ class ExportedAveragedResNet(Denoiser):
         if cfg.noise_conditional and s is None:
             raise ValueError("sigma is required: this denoiser is noise-conditional")
         z = lift(x, cfg)
-        p = cfg.kernel_size // 2
-        for i in range(len(self.weights)):
+        y = z
+        for k, i in enumerate(self.order):
             w = self.weights[i].to(x.dtype)
+            p = w.shape[-1] // 2
             ws = self.scaled[i].to(x.dtype)
             b = self.biases[i].to(x.dtype).view(1, -1, 1, 1)
             if cfg.noise_conditional:
@@ -377,6 +469,8 @@ class ExportedAveragedResNet(Denoiser):
                     k3 = g(z - 0.5 * h * k2)
                     k4 = g(z - h * k3)
                     z = z - (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+            if self.anchors is not None:
+                z = (1.0 - self.anchors[k]) * z + self.anchors[k] * y
         out = project(z, cfg, x.shape)
         if cfg.theta != 1.0:
             out = (1.0 - cfg.theta) * x + cfg.theta * out

@@ -36,7 +36,7 @@ from denoisers.layers.spline import LinearSpline
 
 __all__ = ["GradientStepConv", "make_activation", "ACTIVATIONS"]
 
-ACTIVATIONS = ("relu", "leaky_relu", "spline")
+ACTIVATIONS = ("relu", "leaky_relu", "spline", "odd_spline")
 INTEGRATORS = ("euler", "heun", "rk4")
 
 
@@ -54,18 +54,47 @@ def make_activation(
     ``"spline"``: a learnable per-channel :class:`~denoisers.layers.spline.LinearSpline`
     (``channels`` required; ``spline_knots`` odd knots on ``[-spline_range, spline_range]``,
     initialised as ``spline_init``) whose slopes are projected into ``[0, 1]`` in every forward
-    pass, so ``L_sigma = 1`` whatever its parameters."""
+    pass, so ``L_sigma = 1`` whatever its parameters. ``"odd_spline"``: the odd part
+    ``(f(x) - f(-x)) / 2`` of such a spline (:class:`OddLinearSpline`), whose slopes
+    ``(f'(x) + f'(-x)) / 2`` are in ``[0, 1]`` too: a soft-threshold-like profile, as in the convex
+    ridge regularisers."""
     if name == "relu":
         return nn.ReLU(), 1.0
     if name == "leaky_relu":
         if not (0.0 <= negative_slope <= 1.0):
             raise ValueError(f"negative_slope must be in [0, 1], got {negative_slope!r}")
         return nn.LeakyReLU(negative_slope), 1.0
-    if name == "spline":
+    if name in ("spline", "odd_spline"):
         if channels is None:
-            raise ValueError("activation 'spline' needs channels= (one spline per channel)")
-        return LinearSpline(channels, knots=spline_knots, range_=spline_range, init=spline_init), 1.0
+            raise ValueError(f"activation {name!r} needs channels= (one spline per channel)")
+        cls = LinearSpline if name == "spline" else OddLinearSpline
+        return cls(channels, knots=spline_knots, range_=spline_range, init=spline_init), 1.0
     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+class OddLinearSpline(LinearSpline):
+    """The odd part ``x -> (f(x) - f(-x)) / 2`` of a monotone 1-Lipschitz :class:`LinearSpline`
+    ``f``: monotone and 1-Lipschitz as well (its slopes are means of two slopes in ``[0, 1]``).
+    The TV(2) penalty and the projection act on ``f``'s coefficients, as for the plain spline."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.odd(x)
+
+    def integral(self, x: torch.Tensor) -> torch.Tensor:
+        return self.odd_integral(x)
+
+
+def compose_kernels(factors: list[torch.Tensor]) -> torch.Tensor:
+    """The kernel of ``conv(..., factors[-1]) o ... o conv(x, factors[0])`` (full linear
+    convolutions, ``F.conv2d``'s cross-correlation convention): ``[C_out, C_in, K, K]`` with
+    ``K = sum(k_i - 1) + 1``. A zero-padded ``F.conv2d`` with this kernel is *one* convolution,
+    so its norm is certified by the sup of its frequency response (not by a product of norms)."""
+    k = factors[0]
+    for f in factors[1:]:
+        # (f o k)[o, i] = sum_m corr(k[m, i], f[o, m]) in the full-convolution sense
+        q = f.shape[-1] - 1
+        k = F.conv2d(k.transpose(0, 1), f.flip(-1, -2), padding=q).transpose(0, 1)
+    return k
 
 
 class GradientStepConv(nn.Module):
@@ -101,6 +130,8 @@ class GradientStepConv(nn.Module):
         spline_knots: int = 33,
         spline_range: float = 1.0,
         spline_init: str = "relu",
+        factors: int = 1,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         if kernel_size % 2 != 1 or kernel_size < 1:
@@ -121,9 +152,27 @@ class GradientStepConv(nn.Module):
         )
         self.noise_conditional = bool(noise_conditional)
         self.power_size = int(power_size)
-        fan_in = channels * kernel_size * kernel_size
-        self.weight = nn.Parameter(torch.randn(hidden, channels, kernel_size, kernel_size) / math.sqrt(fan_in))
-        self.bias = nn.Parameter(torch.zeros(hidden))
+        if isinstance(factors, bool) or not isinstance(factors, int) or factors < 1:
+            raise ValueError(f"factors must be a positive integer, got {factors!r}")
+        self.factors = int(factors)
+        if self.factors == 1:
+            fan_in = channels * kernel_size * kernel_size
+            self.weight = nn.Parameter(torch.randn(hidden, channels, kernel_size, kernel_size) / math.sqrt(fan_in))
+        else:
+            # multi-convolution: W = C_F o ... o C_1 (channels -> hidden -> ... -> hidden), used as
+            # the single convolution with the composed kernel (``effective_kernel_size`` wide)
+            shapes = [(hidden, channels)] + [(hidden, hidden)] * (self.factors - 1)
+            self.weight_factors = nn.ParameterList(
+                nn.Parameter(torch.randn(o, i, kernel_size, kernel_size) / math.sqrt(i * kernel_size * kernel_size))
+                for o, i in shapes
+            )
+        self.has_bias = bool(bias)
+        if self.has_bias:
+            self.bias = nn.Parameter(torch.zeros(hidden))
+        else:
+            if noise_conditional:
+                raise ValueError("noise_conditional shifts the biases: it needs bias=True")
+            self.register_buffer("bias", torch.zeros(hidden))
         if self.noise_conditional:
             self.bias_sigma = nn.Parameter(torch.zeros(hidden))
         # Warm-started power iteration vector (persists between steps and in checkpoints).
@@ -146,33 +195,48 @@ class GradientStepConv(nn.Module):
     def frozen(self) -> bool:
         return bool(torch.isfinite(self.h_frozen))
 
+    @property
+    def effective_kernel_size(self) -> int:
+        return self.factors * (self.kernel_size - 1) + 1
+
+    def kernel(self) -> torch.Tensor:
+        """The convolution ``W`` (``[hidden, channels, K, K]``): the weight, or the composed
+        kernel of the factors (differentiable in them)."""
+        if self.factors == 1:
+            return self.weight
+        return compose_kernels(list(self.weight_factors))
+
+    def _kernel_key(self) -> tuple:
+        ps = [self.weight] if self.factors == 1 else list(self.weight_factors)
+        return tuple((p.data_ptr(), p._version) for p in ps)
+
     def _circ(self, x: torch.Tensor, weight: torch.Tensor, transpose: bool) -> torch.Tensor:
         return circular_conv2d(x, weight, adjoint=transpose)
 
     @torch.no_grad()
     def power_iteration(self, iters: int = 1) -> None:
         """Advance the warm-started power iteration on ``W^T W`` by ``iters`` steps."""
-        self.power_u.copy_(conv_power_iteration(self.weight, self.power_u, iters))
+        self.power_u.copy_(conv_power_iteration(self.kernel().detach(), self.power_u, iters))
 
-    def norm_sq_current(self) -> torch.Tensor:
+    def norm_sq_current(self, kernel: torch.Tensor | None = None) -> torch.Tensor:
         """``||W u||^2`` with the current (detached) singular vector: differentiable in ``W``."""
-        return conv_norm_sq(self.weight, self.power_u)
+        return conv_norm_sq(self.kernel() if kernel is None else kernel, self.power_u)
 
-    def step_size(self) -> torch.Tensor:
+    def step_size(self, kernel: torch.Tensor | None = None) -> torch.Tensor:
         """The step ``h`` in use: frozen, or ``2 alpha_target / (L_sigma * estimate)``."""
         if self.frozen:
-            return self.h_frozen.to(self.weight.dtype)
+            return self.h_frozen.to(self.bias.dtype)
         if not self.constrained:
             return self.log_h.exp()
         if self.training:
             self.power_iteration(1)
-        nsq = self.norm_sq_current()
+        nsq = self.norm_sq_current(kernel)
         self.norm_sq_estimate.copy_(nsq.detach())
         return 2.0 * self.alpha_target / (self.lip_act * nsq)
 
     # ----------------------------------------------------------------------------------------
     def grad_potential(self, x: torch.Tensor, sigma: torch.Tensor | None, weight: torch.Tensor) -> torch.Tensor:
-        p = self.kernel_size // 2
+        p = weight.shape[-1] // 2
         b = self.bias.to(x.dtype).view(1, -1, 1, 1)
         if self.noise_conditional:
             if sigma is None:
@@ -181,9 +245,14 @@ class GradientStepConv(nn.Module):
         z = self.act(F.conv2d(x, weight, padding=p) + b)
         return F.conv_transpose2d(z, weight, padding=p)
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.step_size().to(x.dtype)
-        w = self.weight.to(x.dtype)
+    def forward(
+        self, x: torch.Tensor, sigma: torch.Tensor | None = None, *, step: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """One step. ``step = (h, W)`` reuses a step size and kernel computed once (a block
+        applied several times in one forward pass: :meth:`step_and_kernel`)."""
+        h, w = self.step_and_kernel() if step is None else step
+        h = h.to(x.dtype)
+        w = w.to(x.dtype)
         g = lambda v: self.grad_potential(v, sigma, w)  # noqa: E731
         if self.integrator == "euler":
             return x - h * g(x)
@@ -197,14 +266,21 @@ class GradientStepConv(nn.Module):
         k4 = g(x - h * k3)
         return x - (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
 
+    def step_and_kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(h, W)`` for one forward pass (advances the power iteration once when training)."""
+        w = self.kernel()
+        return self.step_size(w), w
+
     # ----------------------------------------------------------------------------------------
     def norm_upper_bound(self, *, grid: int = 64) -> float:
-        """Certified upper bound of ``||W||`` for every image size (zero or circular padding)."""
-        key = (self.weight.data_ptr(), self.weight._version, grid)
+        """Certified upper bound of ``||W||`` for every image size (zero or circular padding);
+        for a multi-convolution, the bound of the composed kernel's frequency response."""
+        key = (self._kernel_key(), grid)
         cached = getattr(self, "_ub_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
-        ub = conv_opnorm_upper_bound(self.weight, grid=grid).bound
+        with torch.no_grad():
+            ub = conv_opnorm_upper_bound(self.kernel().detach(), grid=grid).bound
         self._ub_cache = (key, ub)
         return ub
 

@@ -57,6 +57,10 @@ class TrainConfig:
     counts 1, an affine one 0), so one unit of slope change in one channel costs as much as an
     increase of the mean squared error by ``tv2_weight`` (1e-4 = 10% of the MSE of a ~30 dB
     denoiser). It removes knots that the data do not need. Ignored (no effect) without splines.
+
+    ``teacher`` (distillation): a saved denoiser (any family, e.g. an unconstrained twin, an
+    estimate of the MMSE denoiser) whose output on the noisy patch replaces the clean patch as the
+    regression target. Validation still measures against the clean images.
     """
 
     sigma: float = 25 / 255
@@ -72,6 +76,7 @@ class TrainConfig:
     val_sigma: float | None = None
     val_max_images: int | None = None
     tv2_weight: float = 1e-4
+    teacher: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.sigma > 0 and math.isfinite(self.sigma)):
@@ -89,6 +94,8 @@ class TrainConfig:
             math.isfinite(self.tv2_weight) and self.tv2_weight >= 0
         ):
             raise ValueError(f"tv2_weight must be a finite number >= 0, got {self.tv2_weight!r}")
+        if self.teacher is not None and not (isinstance(self.teacher, str) and Path(self.teacher).is_file()):
+            raise ValueError(f"teacher must be the path of a saved denoiser, got {self.teacher!r}")
 
     def training_range(self) -> tuple[float, float]:
         return tuple(self.sigma_range) if self.sigma_range is not None else (self.sigma, self.sigma)  # type: ignore[return-value]
@@ -255,6 +262,12 @@ def train(
         net.unfreeze()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() else torch.device("cpu")
     net.to(device)
+    teacher = None
+    if config.teacher is not None:
+        from denoisers.serialize import load_denoiser
+
+        teacher = load_denoiser(config.teacher, map_location=device).to(device).eval()
+        teacher.requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     start = 0
     history: dict[str, list] = {"loss_step": [], "loss": [], "val_step": [], "val_psnr": []}
@@ -308,6 +321,9 @@ def train(
             g["lr"] = _lr_at(config, step)
         clean, noisy, sigma = sampler.sample(step, rank)
         clean, noisy, sigma = clean.to(device), noisy.to(device), sigma.to(device)
+        if teacher is not None:
+            with torch.no_grad():
+                clean = teacher(noisy, sigma).to(noisy.dtype)
         outp = model(noisy, sigma)
         loss = mse = F.mse_loss(outp, clean)
         tv2 = None

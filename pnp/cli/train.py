@@ -116,11 +116,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pixel-unshuffle", type=int, default=None,
                    help="rk: run the blocks on r x r cells stacked as channels (space-to-depth; default 1)")
     p.add_argument("--alpha-block", type=float, default=None, help="rk: averagedness per block (default 0.98)")
-    p.add_argument("--activation", default="relu", choices=("relu", "leaky_relu", "spline"),
-                   help="spline: learned per-channel monotone 1-Lipschitz linear splines (default relu)")
+    p.add_argument("--activation", default="relu", choices=("relu", "leaky_relu", "spline", "odd_spline"),
+                   help="spline: learned per-channel monotone 1-Lipschitz linear splines; odd_spline: their "
+                        "odd part, a soft-threshold-like profile (rk; default relu)")
     p.add_argument("--spline-knots", type=int, default=None, help="spline: odd number of knots (default 33)")
     p.add_argument("--spline-range", type=float, default=None, help="spline: knots on [-R, R] (default 1.0)")
-    p.add_argument("--spline-init", default=None, choices=("relu", "identity", "zero", "absolute"),
+    p.add_argument("--spline-init", default=None, choices=("relu", "identity", "zero", "clip", "absolute"),
                    help="spline: initial function (default relu); absolute (|x|, not monotone): "
                         "ff only, implies --spline-slope-min -1")
     p.add_argument("--spline-slope-min", type=float, default=None, choices=(0.0, -1.0),
@@ -135,6 +136,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--unconstrained", action="store_true", default=None,
                    help="rk: no spectral constraint (a learned free step per block): an uncertified "
                         "baseline of the same architecture, to measure the price of the certificate")
+    p.add_argument("--factors", type=int, default=None,
+                   help="rk: each block's W is a multi-convolution of F stacked k x k convolutions, certified "
+                        "from the composed kernel (default 1)")
+    p.add_argument("--no-bias", action="store_true", default=None, help="rk: blocks without biases")
+    p.add_argument("--anchor", action="store_true", default=None,
+                   help="rk: blocks anchored to the input, z <- (1 - c_i) B_i(z) + c_i y with learned c_i")
+    p.add_argument("--tied", action="store_true", default=None, help="rk: one block applied --depth times")
+    p.add_argument("--teacher", default=None,
+                   help="distillation: regress on this saved denoiser's outputs instead of the clean patches")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on a terminal only)")
     p.set_defaults(func=run)
@@ -169,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
     from pnp.resolve import resolve_denoiser
 
     if args.family in ("crr", "wcrr"):
+        _refuse({"--factors": args.factors, "--no-bias": args.no_bias, "--anchor": args.anchor, "--tied": args.tied,
+                 "--teacher": args.teacher}, args.family)
         return _run_ridge(args)
     _refuse({"--ridge-mode": args.ridge_mode, "--time-budget": args.time_budget, "--loss-crop": args.loss_crop,
              "--sigma-weight-power": args.sigma_weight_power}, args.family or "rk")
@@ -182,6 +194,10 @@ def run(args: argparse.Namespace) -> int:
                "--integrator": args.integrator, "--pixel-unshuffle": args.pixel_unshuffle}
     ff_only = {"--features": args.features, "--spline-slope-min": getattr(args, "spline_slope_min", None)}
     rk_only["--unconstrained"] = args.unconstrained
+    rk_only.update({"--factors": args.factors, "--no-bias": args.no_bias, "--anchor": args.anchor, "--tied": args.tied})
+    if args.teacher is not None:
+        if not Path(args.teacher).is_file():
+            raise FileNotFoundError(f"--teacher file not found: {args.teacher}")
     init_net = None
     if args.init:
         loaded = resolve_denoiser(args.init, argument="--init")
@@ -206,7 +222,8 @@ def run(args: argparse.Namespace) -> int:
             alpha_block=_or(args.alpha_block, 0.98), activation=args.activation,
             integrator=_or(args.integrator, "euler"), theta=_or(args.theta, 1.0),
             noise_conditional=args.sigma_range is not None, constrained=not args.unconstrained,
-            pixel_unshuffle=_or(args.pixel_unshuffle, 1),
+            pixel_unshuffle=_or(args.pixel_unshuffle, 1), factors=_or(args.factors, 1),
+            bias=not args.no_bias, anchor=bool(args.anchor), tied=bool(args.tied),
             **{k: getattr(args, k) for k in ("spline_knots", "spline_range", "spline_init")
                if getattr(args, k) is not None},
         )
@@ -226,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
         patch_size=args.patch_size, lr=args.lr, seed=args.seed, validate_every=args.validate_every,
         checkpoint_every=args.checkpoint_every,
         **({} if args.tv2_weight is None else {"tv2_weight": args.tv2_weight}),
+        **({} if args.teacher is None else {"teacher": args.teacher}),
     )
     res = train(args.out, config=cfg, architecture=arch, data=data, init=init_net, init_name=args.init,
                 resume=args.resume, progress=args.progress)

@@ -24,3 +24,14 @@ def test_bad_arch_is_refused(capsys):
     assert "channels:hidden:depth" in capsys.readouterr().err
     assert main(["--arch", "3:4:1:2"]) == 2  # 3 state channels < 1 * 2^2 after space-to-depth
     assert "pixel_unshuffle" in capsys.readouterr().err
+
+
+def test_variant_settings_are_parsed_and_timed():
+    assert parse_arch("4:4:2:1+factors=2+anchor+bias=false") == (4, 4, 2, 1, {"factors": 2, "anchor": True, "bias": False})
+    with pytest.raises(ValueError, match="unknown variant"):
+        parse_arch("4:4:2:1+depthwise")
+    with pytest.raises(ValueError, match="true or false"):
+        parse_arch("4:4:2:1+tied=maybe")
+    recs = measure([(4, 4, 2, 1), parse_arch("4:4:2:1+tied")], batch_size=2, patch_size=12, steps=1, repeats=1)
+    assert recs[1]["variant"] == {"tied": True}
+    assert recs[1]["parameters"] < recs[0]["parameters"]  # one block instead of two
