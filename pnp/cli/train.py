@@ -132,7 +132,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "added to the MSE (default 1e-4; no effect without splines)")
     p.add_argument("--integrator", default=None, choices=("euler", "heun", "rk4"), help="rk: (default euler)")
     p.add_argument("--theta", type=float, default=None,
-                   help="final relaxation (1 - theta) I + theta N (default: rk 1, ff 0.99)")
+                   help="final relaxation (1 - theta) I + theta N (default: rk 1, ff 0.99); with --init, "
+                        "fine-tunes the network into that relaxation (theta = 0.5: firmly non-expansive)")
     p.add_argument("--unconstrained", action="store_true", default=None,
                    help="rk: no spectral constraint (a learned free step per block): an uncertified "
                         "baseline of the same architecture, to measure the price of the certificate")
@@ -210,6 +211,13 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--family {args.family} does not match --init {args.init} (a {family} network)")
         init_net = inner
         arch = inner.config
+        if args.theta is not None and args.theta != arch.theta:
+            # fine-tune into a relaxed network (1 - theta) I + theta N: same weights, new theta
+            import dataclasses
+
+            arch = dataclasses.replace(arch, theta=args.theta)
+            init_net = type(inner)(arch)
+            init_net.load_state_dict(inner.state_dict())
     elif (args.family or "rk") == "rk":
         _refuse(ff_only, "rk")
         if args.spline_init == "absolute":

@@ -273,3 +273,45 @@ def test_distillation_regresses_on_the_teacher(tmp_path):
     assert dist < 0.05
     meta = load_denoiser(res.path).metadata
     assert meta["train_config"]["teacher"] == str(tpath)
+
+
+def _tiny_folder(path, n=2, size=40):
+    import numpy as np
+    from PIL import Image
+
+    path.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray((rng.random((size, size)) * 255).astype(np.uint8)).save(path / f"{i}.png")
+    return path
+
+
+def test_cli_fine_tunes_into_a_firmly_non_expansive_relaxation(tmp_path, monkeypatch):
+    from pnp.cli import main
+
+    monkeypatch.setenv("PNP_SHARED_DATA", str(tmp_path / "none"))
+    data = _tiny_folder(tmp_path / "imgs")
+    net = _trained_like(AveragedConfig(channels=2, hidden=2, depth=2, alpha_block=0.98)).float()
+    src = tmp_path / "src.safetensors"
+    save_denoiser(net, src, metadata={"sigma": 0.1})
+    out = tmp_path / "firm.safetensors"
+    rc = main(["train", "--sigma", "0.1", "--init", str(src), "--theta", "0.5", "--steps", "2", "--batch-size", "2",
+               "--patch-size", "16", "--data", str(data), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    firm = load_denoiser(out)
+    assert firm.config.theta == 0.5 and firm.config.depth == 2
+    assert firm.certificate.alpha <= 0.5
+    x0 = torch.rand(1, 1, 12, 12)
+    assert adversarial_averagedness(firm.double(), x0.double(), 0.5, steps=40, lr=0.05).value <= 1.0 + 1e-9
+
+
+def test_cli_refuses_variant_flags_where_they_do_not_apply(tmp_path, capsys):
+    from pnp.cli import main
+
+    data = _tiny_folder(tmp_path / "imgs")
+    rc = main(["train", "--family", "crr", "--tied", "--sigma", "0.1", "--data", str(data), "--steps", "1",
+               "--out", str(tmp_path / "c.safetensors")])
+    assert rc != 0 and "--tied" in capsys.readouterr().err
+    rc = main(["train", "--sigma", "0.1", "--teacher", str(tmp_path / "nope.safetensors"), "--data", str(data),
+               "--steps", "1", "--out", str(tmp_path / "t.safetensors")])
+    assert rc != 0 and "--teacher" in capsys.readouterr().err
