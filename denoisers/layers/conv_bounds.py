@@ -28,12 +28,14 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 __all__ = [
     "ConvNormBound",
     "conv_transfer_norms",
     "conv_opnorm_circular",
     "conv_opnorm_upper_bound",
+    "compose_kernels",
     "hermitian_spectral_norms",
     "sampling_factor",
 ]
@@ -146,3 +148,19 @@ def conv_opnorm_upper_bound(weight: torch.Tensor, *, grid: int = 64) -> ConvNorm
             f"+1e-10 relative) divided by the Bernstein sampling factor {denom:.6f}"
         ),
     )
+
+
+def compose_kernels(weights: list[torch.Tensor]) -> torch.Tensor:
+    """The kernel ``[c_L, c_0, k_L, k_L]`` of the valid cross-correlation by ``weights[0]``, then
+    ``weights[1]``, ...: ``K[o, i](s) = sum_m sum_{q + r = s} w_2[o, m](q) w_1[m, i](r)`` (a full
+    convolution of the kernels), applied recursively. One convolution with ``K`` is the composition,
+    so its norm is certified by the sup of ``K``'s frequency response (:func:`conv_opnorm_upper_bound`),
+    not by a product of the factors' norms."""
+    k = weights[0]
+    for w in weights[1:]:
+        # full convolution of the kernels: cross-correlate k (as a batch over its input channel)
+        # with the flipped w, padded by size - 1
+        p = w.shape[-1] - 1
+        out = F.conv2d(k.transpose(0, 1), w.flip(-1, -2), padding=p)  # [c_in, c_out, s, s]
+        k = out.transpose(0, 1)
+    return k

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from denoisers.layers.conv_bounds import conv_opnorm_upper_bound
+from denoisers.layers.conv_bounds import compose_kernels, conv_opnorm_upper_bound
 from denoisers.layers.power_iteration import circular_conv2d, conv_norm_sq, conv_power_iteration
 from denoisers.layers.spline import LinearSpline
 
@@ -82,19 +82,6 @@ class OddLinearSpline(LinearSpline):
 
     def integral(self, x: torch.Tensor) -> torch.Tensor:
         return self.odd_integral(x)
-
-
-def compose_kernels(factors: list[torch.Tensor]) -> torch.Tensor:
-    """The kernel of ``conv(..., factors[-1]) o ... o conv(x, factors[0])`` (full linear
-    convolutions, ``F.conv2d``'s cross-correlation convention): ``[C_out, C_in, K, K]`` with
-    ``K = sum(k_i - 1) + 1``. A zero-padded ``F.conv2d`` with this kernel is *one* convolution,
-    so its norm is certified by the sup of its frequency response (not by a product of norms)."""
-    k = factors[0]
-    for f in factors[1:]:
-        # (f o k)[o, i] = sum_m corr(k[m, i], f[o, m]) in the full-convolution sense
-        q = f.shape[-1] - 1
-        k = F.conv2d(k.transpose(0, 1), f.flip(-1, -2), padding=q).transpose(0, 1)
-    return k
 
 
 class GradientStepConv(nn.Module):

@@ -61,9 +61,12 @@ from denoisers.ridge.noise import LogSigmaSpline
 __all__ = ["RIDGE_BOUNDARIES", "RIDGE_KINDS", "RidgeCertificate", "RidgeConfig", "RidgeRegularizer"]
 
 RIDGE_KINDS = ("crr", "wcrr")
-#: how ``W`` meets the image border: ``"valid"`` (windows inside the image only) or ``"reflect"``
-#: (``R(P x)``, ``P`` the reflection of the image by half the composed filter size)
-RIDGE_BOUNDARIES = ("valid", "reflect")
+#: how ``W`` meets the image border: ``"valid"`` (windows inside the image only), ``"reflect"``
+#: (``R(P x)``, ``P`` the reflection of the image by half the composed filter size) or
+#: ``"circular"`` (``W`` a circular convolution on the image's torus: ``R(P x)`` with ``P`` the
+#: periodic extension, and ``||W P|| = ||W_circ|| <= sup |W_hat|``, the same certified bound as valid
+#: windows: no factor in ``Lip(grad R)`` or ``rho``, so it serves wcrr too)
+RIDGE_BOUNDARIES = ("valid", "reflect", "circular")
 #: ``||P||^2`` of the reflection extension (each pixel appears at most twice along each axis)
 REFLECT_NORM_SQ = 4.0
 
@@ -173,6 +176,8 @@ class RidgeCertificate:
             f"  ||W|| <= {self.w_norm_bound:.6f} ({self.w_norm_method})",
             *([f"  boundary: R(P x), P the reflection extension, ||P||^2 = {REFLECT_NORM_SQ:g} (in Lip(grad R))"]
               if self.boundary == "reflect" else []),
+            *(["  boundary: circular convolutions on the image's torus (||W_circ|| <= the same bound)"]
+              if self.boundary == "circular" else []),
             f"  spline slopes: f+ <= {self.slope_plus:.6f}, f- <= {self.slope_minus:.6f}; kappa = {self.kappa:.6g}",
             f"  Lip(grad R) <= {self.lip_grad:.6g};  weak convexity rho = {self.weak_convexity:.6g}",
             f"  sup lambda(sigma) = {self.lambda_max:.6g};  lambda rho <= {self.lambda_max * self.weak_convexity:.6g}",
@@ -244,6 +249,7 @@ class RidgeRegularizer(nn.Module):
         k = self.conv.size
         # reflect: at least 2p + 2 = k + 1 pixels, so that no pixel is copied into both opposite bands
         # (each pixel then appears at most twice along an axis: ||P||^2 = 4)
+        # circular: at least k pixels, so that each padded band copies distinct rows (p < N)
         kmin = k + 1 if self.config.boundary == "reflect" else k
         if x.shape[-1] < kmin or x.shape[-2] < kmin:
             raise ValueError(f"x must be at least {kmin}x{kmin} (the filter size{' + 1, reflect boundary' if kmin > k else ''}), "
@@ -253,17 +259,26 @@ class RidgeRegularizer(nn.Module):
         kern = (kernel if kernel is not None else self.kernel()).to(x.dtype)
         mu = self.mu_of(s).to(x.dtype).repeat_interleave(c).view(-1, 1, 1, 1)
         xs = x.reshape(b * c, 1, *x.shape[-2:])
-        if self.config.boundary == "reflect":
+        if self.config.boundary in ("reflect", "circular"):
             p = k // 2
-            xs = F.pad(xs, (p, p, p, p), mode="reflect")
+            xs = F.pad(xs, (p, p, p, p), mode=self.config.boundary)
         return xs, kern, mu, s
 
     def _unpad_adjoint(self, g: torch.Tensor) -> torch.Tensor:
-        """``P^T`` for ``boundary="reflect"`` (identity otherwise): the reflected border bands of
-        ``g`` (``[N, 1, H + 2p, W + 2p]``) are added back onto the pixels they copy."""
-        if self.config.boundary != "reflect":
+        """``P^T`` for ``boundary="reflect"``/``"circular"`` (identity for valid windows): the padded
+        border bands of ``g`` (``[N, 1, H + 2p, W + 2p]``) are added back onto the pixels they copy."""
+        if self.config.boundary == "valid":
             return g
         p = self.conv.size // 2
+        if self.config.boundary == "circular":
+            # the top band copies the last p rows, the bottom band the first p (same for columns)
+            t = g[..., p:-p, :].clone()
+            t[..., -p:, :] += g[..., :p, :]
+            t[..., :p, :] += g[..., -p:, :]
+            r = t[..., p:-p].clone()
+            r[..., -p:] += t[..., :p]
+            r[..., :p] += t[..., -p:]
+            return r
         t = g[..., p:-p, :].clone()
         t[..., 1 : p + 1, :] += g[..., :p, :].flip(-2)
         t[..., -p - 1 : -1, :] += g[..., -p:, :].flip(-2)
@@ -389,7 +404,8 @@ class RidgeRegularizer(nn.Module):
         return max(kap * sp, sm) * pp, sm * pp
 
     def _boundary_factor(self) -> float:
-        """``||P||^2`` of the boundary extension in ``Lip(grad R)`` and ``rho`` (1 for valid windows)."""
+        """``||P||^2`` of the boundary extension in ``Lip(grad R)`` and ``rho`` (1 for valid windows and
+        for circular convolutions, whose norm the sup of the frequency response already bounds)."""
         return REFLECT_NORM_SQ if self.config.boundary == "reflect" else 1.0
 
     def with_boundary(self, boundary: str) -> "RidgeRegularizer":

@@ -33,21 +33,9 @@ from torch import nn
 
 from denoisers.layers.conv_bounds import sampling_factor
 
+from denoisers.layers.conv_bounds import compose_kernels
+
 __all__ = ["MultiConv", "compose_kernels"]
-
-
-def compose_kernels(weights: list[torch.Tensor]) -> torch.Tensor:
-    """The kernel ``[c_L, c_0, k_L, k_L]`` of the valid cross-correlation by ``weights[0]``, then
-    ``weights[1]``, ...: ``K[o, i](s) = sum_m sum_{q + r = s} w_2[o, m](q) w_1[m, i](r)`` (a full
-    convolution of the kernels), applied recursively."""
-    k = weights[0]
-    for w in weights[1:]:
-        # full convolution of the kernels: cross-correlate k (as a batch over its input channel)
-        # with the flipped w, padded by size - 1
-        p = w.shape[-1] - 1
-        out = F.conv2d(k.transpose(0, 1), w.flip(-1, -2), padding=p)  # [c_in, c_out, s, s]
-        k = out.transpose(0, 1)
-    return k
 
 
 class MultiConv(nn.Module):

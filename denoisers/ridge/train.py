@@ -388,7 +388,7 @@ def export_state(state_path: str | Path, out: str | Path, *, lineage: str | None
     the training config, the validation history and the certificate. Lets a run stopped by a time
     budget or by hand be shipped, and resumed later from the same state. ``lineage`` (free text: the
     runs this one was fine-tuned from) is stored with the weights and in the summary; the state's
-    ``init`` (the weights it started from) is kept too. ``boundary`` (``"valid"`` or ``"reflect"``)
+    ``init`` (the weights it started from) is kept too. ``boundary`` (``"valid"``, ``"reflect"`` or ``"circular"``)
     replaces the architecture's boundary handling, same weights."""
     tensors, meta = load_checkpoint(state_path, kind=STATE_KIND)
     reg = RidgeRegularizer(RidgeConfig.from_dict(meta["architecture"]))
@@ -447,8 +447,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="only write the weights of this training state to --out (a .safetensors file)")
     ap.add_argument("--lineage", default=None, help="with --export-state: free text recording the runs it continues")
     ap.add_argument("--boundary", choices=RIDGE_BOUNDARIES, default=None,
-                    help="how W meets the image border: valid (windows inside the image) or reflect (R(P x), P the "
-                         "reflection by half the filter size; crr only). New runs default to valid; with "
+                    help="how W meets the image border: valid (windows inside the image), reflect (R(P x), P the "
+                         "reflection by half the filter size; crr only) or circular (periodic convolutions, no "
+                         "factor in the certificate). New runs default to valid; with "
                          "--export-state it replaces the state's setting")
     a = ap.parse_args(argv)
     if a.export_state:

@@ -21,7 +21,8 @@ from denoisers import (
 )
 from denoisers.layers.conv_bounds import conv_opnorm_upper_bound
 from denoisers.models.averaged import anchored_alpha
-from denoisers.models.gradient_step import GradientStepConv, OddLinearSpline, compose_kernels
+from denoisers.layers.conv_bounds import compose_kernels
+from denoisers.models.gradient_step import GradientStepConv, OddLinearSpline
 
 
 def _materialise(fn, shape):

@@ -102,7 +102,7 @@ def test_spline_integral_is_the_antiderivative():
     assert torch.allclose(Fv[-1] - Fv[0], trap, atol=1e-6)
 
 
-KIND_BOUNDARY = [("crr", "valid"), ("wcrr", "valid"), ("crr", "reflect")]
+KIND_BOUNDARY = [("crr", "valid"), ("wcrr", "valid"), ("crr", "reflect"), ("crr", "circular"), ("wcrr", "circular")]
 
 
 @pytest.mark.parametrize("kind, boundary", KIND_BOUNDARY)
@@ -156,7 +156,7 @@ def test_prox_optimality_and_error_bound():
     assert (err <= torch.tensor(info2.error_bound_rms, dtype=torch.float64) + 1e-9).all()
 
 
-@pytest.mark.parametrize("boundary", ["valid", "reflect"])
+@pytest.mark.parametrize("boundary", ["valid", "reflect", "circular"])
 def test_crr_prox_is_firmly_nonexpansive_under_adversarial_pairs(boundary):
     reg = make_reg("crr", seed=1, boundary=boundary)
     den = RidgeDenoiser(reg, tol=1e-10, max_iter=5000)
@@ -333,7 +333,7 @@ def test_reflect_boundary_round_trip_and_refusals(tmp_path):
     with pytest.raises(ValueError, match="crr only"):
         RidgeConfig(kind="wcrr", boundary="reflect")
     with pytest.raises(ValueError, match="boundary must be one of"):
-        RidgeConfig(kind="crr", boundary="circular")
+        RidgeConfig(kind="crr", boundary="replicate")
     with pytest.raises(ValueError, match="at least 6x6"):  # composed size 5: reflect needs 5 + 1
         reg.grad(torch.rand(1, 1, 5, 8), 0.1)
     reg.with_boundary("valid").grad(torch.rand(1, 1, 5, 8), 0.1)  # valid: the filter size is enough
@@ -348,3 +348,43 @@ def test_reflect_boundary_regularises_the_border_band():
     g_reflect = reg.grad(x, 0.1)[..., 0, 0].abs().item()
     g_valid = reg.with_boundary("valid").grad(x, 0.1)[..., 0, 0].abs().item()
     assert g_reflect > 2.0 * g_valid
+
+
+# ---- boundary="circular": W a circular convolution on the image's torus ---------------------------
+@pytest.mark.parametrize("size", [(9, 9), (10, 13)])
+def test_circular_boundary_adjoint_norm_and_equivariance(size):
+    """``P^T`` (the wrapped fold) is the adjoint of the periodic extension; ``W P`` is the circular
+    convolution, whose exact norm (a DFT maximum) is within the certified ``||W||``; R is invariant
+    under cyclic shifts of the image."""
+    reg = make_reg("crr", boundary="circular")
+    p = reg.conv.size // 2
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(1, 1, *size, generator=g, dtype=torch.float64)
+    u = torch.randn(1, 1, size[0] + 2 * p, size[1] + 2 * p, generator=g, dtype=torch.float64)
+    lhs = (F.pad(x, (p, p, p, p), mode="circular") * u).sum()
+    rhs = (x * reg._unpad_adjoint(u)).sum()
+    assert float(lhs) == pytest.approx(float(rhs), rel=1e-12)
+    # exact norm of x -> W P x, materialised, against the certified bound (the same as valid windows)
+    n = size[0] * size[1]
+    eye = torch.eye(n, dtype=torch.float64).reshape(n, 1, *size)
+    kern = reg.kernel().detach()
+    cols = MultiConv.apply(kern, F.pad(eye, (p, p, p, p), mode="circular")).reshape(n, -1)
+    exact = float(torch.linalg.matrix_norm(cols, ord=2))
+    cert = reg.certificate()
+    assert cert.boundary == "circular"
+    assert exact <= cert.w_norm_bound * (1 + 1e-12)
+    assert cert.lip_grad == pytest.approx(make_reg("crr").certificate().lip_grad)  # no boundary factor
+    y = torch.rand(1, 1, *size, generator=g, dtype=torch.float64)
+    shifted = torch.roll(y, shifts=(3, -2), dims=(-2, -1))
+    assert float(reg.energy(shifted, 0.1)) == pytest.approx(float(reg.energy(y, 0.1)), rel=1e-10)
+    torch.testing.assert_close(reg.grad(shifted, 0.1), torch.roll(reg.grad(y, 0.1), shifts=(3, -2), dims=(-2, -1)))
+
+
+def test_circular_boundary_is_allowed_for_wcrr_and_round_trips(tmp_path):
+    reg = make_reg("wcrr", boundary="circular").float()
+    cert = reg.certificate()
+    assert cert.weak_convexity == make_reg("wcrr").float().certificate().weak_convexity
+    path = tmp_path / "w.safetensors"
+    save_ridge(reg, path)
+    back, _ = load_ridge(path)
+    assert back.config.boundary == "circular" and back.certificate() == cert
