@@ -2,7 +2,7 @@
 # Equal-budget ablation of the deep averaged family (issue 15): the shipped rk-averaged-s25 recipe
 # (64 state / 64 hidden channels, 12 Euler blocks at alpha 0.98, 2x2 space-to-depth, batch 16 of
 # 48x48 patches, lr 1e-3 cosine, seed 0, sigma 25/255) for STEPS steps, one change per variant.
-# Usage: bash benchmarks/results/issue15/ablation.sh QUEUE STEPS OUTDIR   (QUEUE = 1 or 2; one torch
+# Usage: bash benchmarks/results/issue15/ablation.sh QUEUE STEPS OUTDIR   (QUEUE = 1, 2 or a variant name; one torch
 # thread per queue, two queues side by side on two cores)
 set -u
 Q=$1; STEPS=$2; OUT=$3
@@ -19,7 +19,11 @@ V[anchor]="--anchor"
 V[tied]="--tied"
 V[distill]="--teacher $TEACHER"
 V[firm]="--theta 0.5"
-if [ "$Q" = 1 ]; then NAMES="multiconv anchor firm"; else NAMES="baseline oddspline tied distill"; fi
+case "$Q" in
+  1) NAMES="multiconv anchor firm" ;;
+  2) NAMES="baseline oddspline tied distill" ;;
+  *) NAMES="$Q" ;;   # one variant by name
+esac
 for n in $NAMES; do
   f="$OUT/$n.safetensors"
   [ -f "$f" ] && continue
