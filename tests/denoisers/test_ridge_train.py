@@ -124,7 +124,7 @@ def test_sigma_weight_power_is_validated(power):
     (["--sigma-range", "0:30"], "--sigma-range must satisfy"),
     (["--sigma-weight-power", "nan"], "--sigma-weight-power must be a finite number"),
     (["--kind", "wcrr", "--boundary", "reflect"], "--boundary 'reflect' is for crr only"),
-    (["--boundary", "circular"], "invalid choice"),
+    (["--boundary", "replicate"], "invalid choice"),
 ])
 def test_trainer_cli_names_the_bad_flag(tmp_path, capsys, args, message):
     from denoisers.ridge.train import main
