@@ -201,9 +201,11 @@ class GradientStepConv(nn.Module):
         return circular_conv2d(x, weight, adjoint=transpose)
 
     @torch.no_grad()
-    def power_iteration(self, iters: int = 1) -> None:
-        """Advance the warm-started power iteration on ``W^T W`` by ``iters`` steps."""
-        self.power_u.copy_(conv_power_iteration(self.kernel().detach(), self.power_u, iters))
+    def power_iteration(self, iters: int = 1, kernel: torch.Tensor | None = None) -> None:
+        """Advance the warm-started power iteration on ``W^T W`` by ``iters`` steps (``kernel``: ``W``
+        when the caller has it already)."""
+        w = self.kernel() if kernel is None else kernel
+        self.power_u.copy_(conv_power_iteration(w.detach(), self.power_u, iters))
 
     def norm_sq_current(self, kernel: torch.Tensor | None = None) -> torch.Tensor:
         """``||W u||^2`` with the current (detached) singular vector: differentiable in ``W``."""
@@ -216,7 +218,7 @@ class GradientStepConv(nn.Module):
         if not self.constrained:
             return self.log_h.exp()
         if self.training:
-            self.power_iteration(1)
+            self.power_iteration(1, kernel)
         nsq = self.norm_sq_current(kernel)
         self.norm_sq_estimate.copy_(nsq.detach())
         return 2.0 * self.alpha_target / (self.lip_act * nsq)

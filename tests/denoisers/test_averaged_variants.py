@@ -23,25 +23,7 @@ from denoisers.layers.conv_bounds import conv_opnorm_upper_bound
 from denoisers.models.averaged import anchored_alpha
 from denoisers.layers.conv_bounds import compose_kernels
 from denoisers.models.gradient_step import GradientStepConv, OddLinearSpline
-
-
-def _materialise(fn, shape):
-    n = math.prod(shape)
-    eye = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
-    return fn(eye).reshape(n, -1).T
-
-
-def _min_alpha(mat: torch.Tensor) -> float:
-    """Smallest alpha with (T - (1 - alpha) I) / alpha non-expansive (bisection)."""
-    eye = torch.eye(mat.shape[0], dtype=mat.dtype)
-    lo, hi = 1e-6, 1.0
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if float(torch.linalg.matrix_norm((mat - (1 - mid) * eye) / mid, ord=2)) <= 1 + 1e-12:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+from tests.denoisers.test_averaged import _materialise, _min_alpha
 
 
 def _trained_like(cfg: AveragedConfig, seed: int = 0, anchors: float | None = None) -> AveragedResNet:
