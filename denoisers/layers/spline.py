@@ -307,20 +307,36 @@ class LinearSpline(nn.Module):
         s_sel, b_sel = self._select(k, s, b)
         return (s_sel * x.reshape(k.shape) + b_sel).reshape(x.shape)
 
-    def evaluate_integral(self, x: torch.Tensor, proj: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """The antiderivative (``0`` at ``0``) of the spline of :meth:`evaluate`."""
-        t = self.grid(x.dtype, x.device)
+    def _integral_tables(self, proj: torch.Tensor, s: torch.Tensor, dtype: torch.dtype, device: Any):
+        """Per-piece tables ``[C, K-1]`` of the spline and its antiderivative (``0`` at ``0``):
+        intercepts ``b`` (``f = s x + b`` on the piece), ``F`` at the piece's left knot, that knot."""
+        t = self.grid(dtype, device)
         b = proj[:, :-1] - s * t[:-1]
-        k = self._index(x)
         m = self.mid
         # F at the knots: F(t_m) = 0; the integral over piece k is T (P(c)_k + P(c)_{k+1}) / 2
         piece = self.spacing * (proj[:, :-1] + proj[:, 1:]) / 2.0  # [C, K-1]
         cum = torch.cat([proj.new_zeros(proj.shape[0], 1), torch.cumsum(piece, dim=1)], dim=1)  # int_{t_0}^{t_k}
         knots_F = cum - cum[:, m : m + 1]  # [C, K]
-        s_sel, b_sel, c_sel = self._select(k, s, b, knots_F[:, :-1])
-        tk = t[:-1][k]
+        return b, knots_F[:, :-1], t[:-1].expand_as(s)
+
+    def evaluate_integral(self, x: torch.Tensor, proj: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """The antiderivative (``0`` at ``0``) of the spline of :meth:`evaluate`."""
+        k = self._index(x)
+        s_sel, b_sel, c_sel, tk = self._select(k, s, *self._integral_tables(proj, s, x.dtype, x.device))
         xv = x.reshape(k.shape)
         return (c_sel + s_sel * (xv * xv - tk * tk) / 2.0 + b_sel * (xv - tk)).reshape(x.shape)
+
+    def odd_with_integral(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(odd(x), odd_integral(x))`` from one piece look-up (the pair a value-and-gradient
+        evaluation of an energy ``sum odd_integral`` needs)."""
+        self._check(x)
+        proj, s = self.odd_projection(x.dtype, x.device)
+        k = self._index(x)
+        s_sel, b_sel, c_sel, tk = self._select(k, s, *self._integral_tables(proj, s, x.dtype, x.device))
+        xv = x.reshape(k.shape)
+        val = s_sel * xv + b_sel
+        integral = c_sel + s_sel * (xv * xv - tk * tk) / 2.0 + b_sel * (xv - tk)
+        return val.reshape(x.shape), integral.reshape(x.shape)
 
     def extra_repr(self) -> str:
         return (

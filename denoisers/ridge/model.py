@@ -215,6 +215,7 @@ class RidgeRegularizer(nn.Module):
             self.log_kappa = nn.Parameter(torch.tensor(3.0))
         self.lam = LogSigmaSpline(lam0, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)
         self.mu = LogSigmaSpline(math.log(4.0) - z, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)
+        self._spec_cache: tuple[Any, ...] | None = None
 
     # ---------------------------------------------------------------- scalar functions of sigma
     @property
@@ -249,7 +250,7 @@ class RidgeRegularizer(nn.Module):
         k = self.conv.size
         # reflect: at least 2p + 2 = k + 1 pixels, so that no pixel is copied into both opposite bands
         # (each pixel then appears at most twice along an axis: ||P||^2 = 4)
-        # circular: at least k pixels, so that each padded band copies distinct rows (p < N)
+        # circular: at least k pixels, so that the kernel fits on the torus (FFT path)
         kmin = k + 1 if self.config.boundary == "reflect" else k
         if x.shape[-1] < kmin or x.shape[-2] < kmin:
             raise ValueError(f"x must be at least {kmin}x{kmin} (the filter size{' + 1, reflect boundary' if kmin > k else ''}), "
@@ -259,26 +260,41 @@ class RidgeRegularizer(nn.Module):
         kern = (kernel if kernel is not None else self.kernel()).to(x.dtype)
         mu = self.mu_of(s).to(x.dtype).repeat_interleave(c).view(-1, 1, 1, 1)
         xs = x.reshape(b * c, 1, *x.shape[-2:])
-        if self.config.boundary in ("reflect", "circular"):
+        if self.config.boundary == "reflect":
             p = k // 2
             xs = F.pad(xs, (p, p, p, p), mode=self.config.boundary)
         return xs, kern, mu, s
 
+    def _spectrum(self, kern: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The torus transfer function of ``kern`` (circular boundary), cached for the last kernel
+        tensor seen (by identity and version, so a changed or new kernel is recomputed) when no
+        gradient flows to it."""
+        if torch.is_grad_enabled() and kern.requires_grad:
+            return MultiConv.torus_spectrum(kern, size)
+        c = self._spec_cache
+        if c is not None and c[0] is kern and c[1] == kern._version and c[2] == size:
+            return c[3]
+        spec = MultiConv.torus_spectrum(kern, size)
+        self._spec_cache = (kern, kern._version, size, spec)
+        return spec
+
+    def _responses(self, x: torch.Tensor, sigma: Any, kernel: torch.Tensor | None):
+        """``(u = W P x [N, C, h, w], mu [N, 1, 1, 1], adjoint)`` with ``adjoint(v) = P^T W^T v`` in
+        the shape of ``x``. Circular boundary: both by FFT on the image's torus (no padding)."""
+        xs, kern, mu, _ = self._prepare(x, sigma, kernel)
+        if self.config.boundary == "circular":
+            spec = self._spectrum(kern, tuple(xs.shape[-2:]))
+            return (MultiConv.apply_circular(spec, xs), mu,
+                    lambda v: MultiConv.apply_circular_adjoint(spec, v).reshape(x.shape))
+        return (MultiConv.apply(kern, xs), mu,
+                lambda v: self._unpad_adjoint(MultiConv.apply_adjoint(kern, v)).reshape(x.shape))
+
     def _unpad_adjoint(self, g: torch.Tensor) -> torch.Tensor:
-        """``P^T`` for ``boundary="reflect"``/``"circular"`` (identity for valid windows): the padded
+        """``P^T`` for ``boundary="reflect"`` (identity for valid windows): the padded
         border bands of ``g`` (``[N, 1, H + 2p, W + 2p]``) are added back onto the pixels they copy."""
         if self.config.boundary == "valid":
             return g
         p = self.conv.size // 2
-        if self.config.boundary == "circular":
-            # the top band copies the last p rows, the bottom band the first p (same for columns)
-            t = g[..., p:-p, :].clone()
-            t[..., -p:, :] += g[..., :p, :]
-            t[..., :p, :] += g[..., -p:, :]
-            r = t[..., p:-p].clone()
-            r[..., -p:] += t[..., :p]
-            r[..., :p] += t[..., -p:]
-            return r
         t = g[..., p:-p, :].clone()
         t[..., 1 : p + 1, :] += g[..., :p, :].flip(-2)
         t[..., -p - 1 : -1, :] += g[..., -p:, :].flip(-2)
@@ -331,25 +347,27 @@ class RidgeRegularizer(nn.Module):
     def energy(self, x: torch.Tensor, sigma: Any, *, kernel: torch.Tensor | None = None) -> torch.Tensor:
         """``R(x, sigma)`` per image, ``[B]``, summed in float64 (objective comparisons of the
         variational solver need more than float32's 7 digits over ``10^5`` pixels)."""
-        xs, kern, mu, _ = self._prepare(x, sigma, kernel)
-        e = self.psi(MultiConv.apply(kern, xs), mu).sum(dim=(1, 2, 3), dtype=torch.float64)
+        u, mu, _ = self._responses(x, sigma, kernel)
+        e = self.psi(u, mu).sum(dim=(1, 2, 3), dtype=torch.float64)
         return e.view(x.shape[0], x.shape[1]).sum(1)
 
     def grad(self, x: torch.Tensor, sigma: Any, *, kernel: torch.Tensor | None = None) -> torch.Tensor:
         """``grad_x R(x, sigma) = W^T psi'(W x)``, shape of ``x``."""
-        xs, kern, mu, _ = self._prepare(x, sigma, kernel)
-        g = MultiConv.apply_adjoint(kern, self.psi_prime(MultiConv.apply(kern, xs), mu))
-        return self._unpad_adjoint(g).reshape(x.shape)
+        u, mu, adjoint = self._responses(x, sigma, kernel)
+        return adjoint(self.psi_prime(u, mu))
 
     def energy_and_grad(
         self, x: torch.Tensor, sigma: Any, *, kernel: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Both at the cost of one forward filtering."""
-        xs, kern, mu, _ = self._prepare(x, sigma, kernel)
-        u = MultiConv.apply(kern, xs)
-        e = self.psi(u, mu).sum(dim=(1, 2, 3), dtype=torch.float64).view(x.shape[0], x.shape[1]).sum(1)
-        g = self._unpad_adjoint(MultiConv.apply_adjoint(kern, self.psi_prime(u, mu))).reshape(x.shape)
-        return e, g
+        u, mu, adjoint = self._responses(x, sigma, kernel)
+        if self.f_minus is None:  # CRR: psi and psi' from one table look-up
+            val, integral = self.f_plus.odd_with_integral(mu * u)
+            p, dp = integral / (mu * mu), val / mu
+        else:
+            p, dp = self.psi(u, mu), self.psi_prime(u, mu)
+        e = p.sum(dim=(1, 2, 3), dtype=torch.float64).view(x.shape[0], x.shape[1]).sum(1)
+        return e, adjoint(dp)
 
     # ---------------------------------------------------------------- certified constants
     @torch.no_grad()

@@ -106,5 +106,31 @@ class MultiConv(nn.Module):
         prod = torch.fft.rfft2(u, s=size) * torch.fft.rfft2(kernel[:, 0], s=size)
         return torch.fft.irfft2(prod.sum(1, keepdim=True), s=size)
 
+    @staticmethod
+    def torus_spectrum(kernel: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """``rfft2`` of the kernel placed on the ``H x W`` torus with its centre at the origin,
+        ``[C, H, W // 2 + 1]``: the transfer function of the circular convolution (``H, W >= k``)."""
+        k = kernel.shape[-1]
+        p = k // 2
+        h, w = size
+        g = kernel.new_zeros(kernel.shape[0], h, w)
+        g[:, :k, :k] = kernel[:, 0]
+        return torch.fft.rfft2(torch.roll(g, shifts=(-p, -p), dims=(-2, -1)))
+
+    @staticmethod
+    def apply_circular(spectrum: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``W x`` on the torus (periodic image): ``[N, 1, H, W] -> [N, C, H, W]``, the same values as
+        ``conv2d`` of the circularly padded image (cross-correlation), by FFT with the spectrum of
+        :meth:`torus_spectrum`."""
+        size = x.shape[-2:]
+        return torch.fft.irfft2(torch.fft.rfft2(x) * spectrum.conj(), s=size)
+
+    @staticmethod
+    def apply_circular_adjoint(spectrum: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """``W^T u`` on the torus: ``[N, C, H, W] -> [N, 1, H, W]`` (``sum_c`` of the circular
+        convolutions with ``K_c``)."""
+        size = u.shape[-2:]
+        return torch.fft.irfft2((torch.fft.rfft2(u) * spectrum).sum(1, keepdim=True), s=size)
+
     def extra_repr(self) -> str:
         return f"channels={self.channels}, kernel_size={self.kernel_size}, composed={self.size}, grid={self.grid}"

@@ -360,14 +360,16 @@ def test_circular_boundary_adjoint_norm_and_equivariance(size):
     p = reg.conv.size // 2
     g = torch.Generator().manual_seed(7)
     x = torch.randn(1, 1, *size, generator=g, dtype=torch.float64)
-    u = torch.randn(1, 1, size[0] + 2 * p, size[1] + 2 * p, generator=g, dtype=torch.float64)
-    lhs = (F.pad(x, (p, p, p, p), mode="circular") * u).sum()
-    rhs = (x * reg._unpad_adjoint(u)).sum()
-    assert float(lhs) == pytest.approx(float(rhs), rel=1e-12)
+    kern = reg.kernel().detach()
+    spec = MultiConv.torus_spectrum(kern, size)
+    # the FFT on the torus is the correlation with the circularly padded image, and its adjoint
+    wx = MultiConv.apply_circular(spec, x)
+    torch.testing.assert_close(wx, MultiConv.apply(kern, F.pad(x, (p, p, p, p), mode="circular")), rtol=0, atol=1e-12)
+    v = torch.randn(wx.shape, generator=g, dtype=torch.float64)
+    assert float((wx * v).sum()) == pytest.approx(float((x * MultiConv.apply_circular_adjoint(spec, v)).sum()), rel=1e-12)
     # exact norm of x -> W P x, materialised, against the certified bound (the same as valid windows)
     n = size[0] * size[1]
     eye = torch.eye(n, dtype=torch.float64).reshape(n, 1, *size)
-    kern = reg.kernel().detach()
     cols = MultiConv.apply(kern, F.pad(eye, (p, p, p, p), mode="circular")).reshape(n, -1)
     exact = float(torch.linalg.matrix_norm(cols, ord=2))
     cert = reg.certificate()
@@ -379,6 +381,28 @@ def test_circular_boundary_adjoint_norm_and_equivariance(size):
     with torch.no_grad():
         assert float(reg.energy(shifted, 0.1)) == pytest.approx(float(reg.energy(y, 0.1)), rel=1e-10)
     torch.testing.assert_close(reg.grad(shifted, 0.1), torch.roll(reg.grad(y, 0.1), shifts=(3, -2), dims=(-2, -1)))
+
+
+@pytest.mark.parametrize("kind", ["crr", "wcrr"])
+def test_circular_energy_and_grad_agree_with_autograd_and_track_the_kernel(kind):
+    """The torus path: ``energy_and_grad`` (CRR: one spline look-up for psi and psi') equals
+    ``energy``/``grad`` and autograd; the cached kernel spectrum follows a kernel changed in place
+    or replaced."""
+    reg = make_reg(kind, boundary="circular")
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 1, 15, 14, generator=g, dtype=torch.float64)
+    kern = reg.kernel().detach()
+    with torch.no_grad():
+        e, gr = reg.energy_and_grad(x, 0.1, kernel=kern)
+        torch.testing.assert_close(e, reg.energy(x, 0.1, kernel=kern))
+        torch.testing.assert_close(gr, reg.grad(x, 0.1, kernel=kern))
+    xa = x.clone().requires_grad_(True)
+    (auto,) = torch.autograd.grad(reg.energy(xa, 0.1).sum(), xa)
+    torch.testing.assert_close(gr, auto)
+    with torch.no_grad():
+        kern.mul_(0.5)  # in place: the spectrum must be recomputed
+        torch.testing.assert_close(reg.grad(x, 0.1, kernel=kern), reg.grad(x, 0.1, kernel=kern.clone()))
+        assert not torch.allclose(reg.grad(x, 0.1, kernel=kern), gr)
 
 
 def test_circular_boundary_is_allowed_for_wcrr_and_round_trips(tmp_path):

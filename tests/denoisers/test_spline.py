@@ -422,6 +422,9 @@ def test_odd_part_is_the_spline_of_its_knot_values(dtype):
     got = act.odd(x)
     torch.testing.assert_close(got, ref, **tol)
     torch.testing.assert_close(act.odd_integral(x), 0.5 * (act.integral(x) + act.integral(-x)), **tol)
+    both = act.odd_with_integral(x)  # one look-up for the pair
+    torch.testing.assert_close(both[0], got, rtol=0, atol=0)
+    torch.testing.assert_close(both[1], act.odd_integral(x), rtol=0, atol=0)
     assert bool((got[0, :, 0, 0] == 0).all())
     torch.testing.assert_close(act.odd(-x), -got, **tol)
     (g_ref,) = torch.autograd.grad(ref.square().sum(), act.coefficients)
