@@ -29,6 +29,7 @@ tolerance, the cross-check of our PnP-FBS loop.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -239,6 +240,11 @@ def denoiser_fingerprint(name: str) -> str | None:
         members = sorted(wdir.glob(f"{FAMILY}-*.safetensors"))
         fam = wdir / f"{FAMILY}.family.json"
         return _sha256_files(members + ([fam] if fam.is_file() else [])) if members else None
+    from denoisers.zoo import RIDGE_VARIANTS
+
+    if key in RIDGE_VARIANTS and key in denoisers.available():
+        base, boundary = RIDGE_VARIANTS[key]  # the weights' digest, tagged with the boundary served
+        return hashlib.sha256(f"{_sha256_files([wdir / f'{base}.safetensors'])}:{boundary}".encode()).hexdigest()
     if key in denoisers.available():
         return _sha256_files([wdir / f"{key}.safetensors"])
     return None

@@ -292,6 +292,11 @@ def extension_problems(old: dict[str, Any], new: Protocol, records: dict[str, di
     if problems:
         return problems
 
+    def old_rule() -> Any:
+        from benchmarks.protocols import protocol_from_dict
+
+        return protocol_from_dict(old).rule
+
     def same(a: Any, b: Any) -> bool:
         if a is None or b is None:
             return a is None and b is None
@@ -310,8 +315,18 @@ def extension_problems(old: dict[str, Any], new: Protocol, records: dict[str, di
         else:
             if not same(s, r.get("sigma")):
                 problems.append(f"record {key!r}: sigma {r.get('sigma')!r} -> {s!r}")
-            if not same(gamma, r.get("gamma")):
-                problems.append(f"record {key!r}: gamma {r.get('gamma')!r} -> {gamma!r}")
+            recorded = r.get("gamma")
+            if recorded is None and r["solver"] == "variational":
+                # variational records keep lambda (multiplier x lambda(s)), not the rule's gamma: compare
+                # the multiplier the old rule gave them
+                try:
+                    recorded = old_rule().parameters(r["denoiser"], solver=rule_solver(r["solver"]),
+                                                     noise=float(r["noise"]), opnorm=float(r["opnorm"]))[1]
+                except (KeyError, TypeError, ValueError) as exc:
+                    problems.append(f"record {key!r} cannot be checked ({exc})")
+                    continue
+            if not same(gamma, recorded):
+                problems.append(f"record {key!r}: gamma {recorded!r} -> {gamma!r}")
         if new.budget(r["denoiser"]) != r.get("max_iter"):
             problems.append(f"record {key!r}: budget {r.get('max_iter')!r} -> {new.budget(r['denoiser'])}")
     return problems

@@ -118,7 +118,13 @@ SOLVER_CHOICES = ("auto", *SOLVERS, "variational")
 #: ``pnp bench calibrate`` on a development image (train400 test_001; kernels levin:0, uniform:9,
 #: gaussian:25:1.6; factors 0.25/0.5/1/2; the ``levin10-cal4`` protocol's header has the commands):
 #: crr 1 at 7.65/255 (27.55 dB) and 12.75/255 (26.95 dB), wcrr 0.5 at 7.65/255 (27.57 dB).
-RIDGE_VARIATIONAL_RULE: dict[str, tuple[float, float]] = {"crr": (1.0, 1.0), "wcrr": (0.5, 1.0)}
+#: ``crr-circular`` (the crr weights on the image's torus, zoo name ``crr-circular``): a 2-D search
+#: over factors 0.71/1/1.41 and multipliers 0.5/1/2 on test_001 (levin:0, gaussian:25:1.6,
+#: 7.65/255) put the optimum at 0.71 and 0.5 (28.20 dB against 27.84 for 1 and 1; the
+#: ``levin10-cal5`` protocol's header has the command).
+RIDGE_VARIATIONAL_RULE: dict[str, tuple[float, float]] = {
+    "crr": (1.0, 1.0), "crr-circular": (0.7071, 0.5), "wcrr": (0.5, 1.0),
+}
 
 _NOISE_FLOOR = 1e-3
 
@@ -172,24 +178,33 @@ def default_parameters(
     if str(solver).lower() == "variational":
         if kind is None:
             raise ValueError("solver 'variational' needs a ridge prior (denoiser 'crr' or 'wcrr')")
-        factor, mult = RIDGE_VARIATIONAL_RULE[kind]
+        factor, mult = RIDGE_VARIATIONAL_RULE[_ridge_rule_key(denoiser)]
         return factor * nu, mult
     if kind is not None:
-        # the prox of lambda(s) R inside FBS / ADMM with gamma = 1/||A||^2: their fixed points minimise
-        # 1/2||Ax - y||^2 + lambda(s) R(x, s) / (gamma ||A||^2), the variational objective for a
-        # normalised blur (||A|| = 1), so they take the variational rule's s
-        factor, _ = RIDGE_VARIATIONAL_RULE[kind]
-        return factor * nu, gamma
+        # the prox of lambda(s) R inside FBS / ADMM with step gamma: their fixed points minimise
+        # 1/2||Ax - y||^2 + lambda(s) R(x, s) / (gamma ||A||^2), the variational objective (with the
+        # rule's multiplier m) at gamma = 1 / (m ||A||^2); FBS keeps gamma = 1/||A||^2 (its step bound
+        # is 2/||A||^2), so there m = 1
+        factor, mult = RIDGE_VARIATIONAL_RULE[_ridge_rule_key(denoiser)]
+        return factor * nu, (gamma if str(solver).lower() == "fbs" else gamma / mult)
     if str(solver).lower() == "fbs":
         return learned_fbs_sigma_factor(nu) * nu, LEARNED_FBS_GAMMA_SCALE * gamma
     return LEARNED_SIGMA_PER_NOISE * nu, gamma
+
+
+def _ridge_rule_key(denoiser: Any) -> str:
+    """The :data:`RIDGE_VARIATIONAL_RULE` key of a ridge prior: ``"<kind>-<boundary>"`` when the rule
+    has one for the prior's boundary (``crr-circular``), else its kind."""
+    reg = denoiser.reg
+    key = f"{reg.kind}-{getattr(reg.config, 'boundary', '')}"
+    return key if key in RIDGE_VARIATIONAL_RULE else reg.kind
 
 
 def _ridge_kind(denoiser: Any) -> str | None:
     """``"crr"`` / ``"wcrr"`` when ``denoiser`` is the prox of a ridge regulariser, else ``None``."""
     reg = getattr(denoiser, "reg", None)
     kind = getattr(reg, "kind", None)
-    return kind if kind in RIDGE_VARIATIONAL_RULE else None
+    return kind if kind in ("crr", "wcrr") else None
 
 
 def default_acceleration(denoiser: Any) -> str:

@@ -58,10 +58,18 @@ def _model_files() -> dict[str, Path]:
     return {p.name[: -len(".safetensors")]: p for p in sorted(_WEIGHTS.glob("*.safetensors"))}
 
 
+#: Shipped ridge weights served under another boundary: ``name -> (weights name, boundary)``. The same
+#: weights and certified constants (a circular ``W`` has no boundary factor); ``crr-circular`` is the
+#: prior on the image's torus, the match of a circular blur (the deblurring protocols' model) and
+#: about five times cheaper than the reflected ``crr`` (BENCHMARKS.md, issue 14, circular convolutions).
+RIDGE_VARIANTS: dict[str, tuple[str, str]] = {"crr-circular": ("crr", "circular")}
+
+
 def available() -> list[str]:
-    """Names that :func:`load` accepts: each shipped network, and the family name when any exist."""
+    """Names that :func:`load` accepts: each shipped network, the ridge variants of shipped ridge
+    weights (:data:`RIDGE_VARIANTS`), and the family name when any members exist."""
     files = _model_files()
-    names = sorted(files)
+    names = sorted([*files, *(v for v, (base, _) in RIDGE_VARIANTS.items() if base in files)])
     if any(n.startswith(FAMILY + "-") for n in names):
         names = [FAMILY, *names]
     return names
@@ -248,13 +256,17 @@ def _is_ridge(path: Path) -> bool:
     return meta.get("kind") == RIDGE_KIND
 
 
-def _load_ridge(path: Path, name: str) -> nn.Module:
+def _load_ridge(path: Path, name: str, boundary: str | None = None) -> nn.Module:
     """A ridge regulariser's prox denoiser (``D(y, sigma) = prox_{lambda(sigma) R}(y)``), tol 1e-4,
-    warm-started across calls; one model serves every noise level."""
+    warm-started across calls; one model serves every noise level. ``boundary``: serve the weights
+    with this boundary instead of the stored one."""
     from denoisers.ridge import RidgeDenoiser
     from denoisers.ridge.train import load_ridge
 
     reg, meta = load_ridge(path)
+    if boundary is not None and boundary != reg.config.boundary:
+        reg = reg.with_boundary(boundary)
+        meta = {**meta, "served_boundary": boundary}
     for p in reg.parameters():
         p.requires_grad_(False)
     den = RidgeDenoiser(reg, tol=1e-4, max_iter=2000)
@@ -275,6 +287,12 @@ def load(name: str, *, device: str | torch.device | None = None, verify: bool = 
     files = _model_files()
     digests = {} if verify else manifest_digests()
     sname = str(name)
+    if sname in RIDGE_VARIANTS and RIDGE_VARIANTS[sname][0] in files:
+        base, boundary = RIDGE_VARIANTS[sname]
+        model = _load_ridge(files[base], sname, boundary)
+        if device is not None:
+            model.to(device)
+        return model
     ridge_path = files.get(sname) if sname in files else (Path(sname) if sname.endswith(".safetensors") else None)
     if ridge_path is not None and _is_ridge(ridge_path):
         model = _load_ridge(ridge_path, sname if sname in files else Path(sname).stem)

@@ -404,3 +404,22 @@ def test_paired_table_compares_each_method_with_the_most_complete_one():
     assert common_table(full) == "" and common_table(full + [rec(i, k, "tv", 1.0) for i, k in [("a", "k0"), ("a", "k1"),
                                                                                            ("b", "k0"), ("b", "k1")]]) == ""
     assert "Paired comparison" in summary_markdown(full + part, {}) and "Paired" not in summary_markdown(full, {})
+
+
+def test_extension_check_compares_variational_records_with_the_old_rule():
+    """Variational records keep lambda, not the rule's gamma (None): the multiplier they ran with is
+    the old rule's, so a rule for another prior extends the folder and a changed multiplier does not."""
+    from benchmarks.runner import extension_problems
+
+    nu = tiny_protocol().noise_levels[0]
+    old = tiny_protocol().replace(rule=tiny_protocol().rule.with_entries(
+        (RuleEntry("crr", scale=1.0, gamma_scale=1.0, solver="variational"),)))
+    old_dict = json.loads(json.dumps(old.to_dict()))
+    rec = {"r": {"denoiser": "crr", "solver": "variational", "noise": nu, "opnorm": 1.0, "sigma": nu, "gamma": None,
+                 "lam": 3.0, "max_iter": old.budget("crr")}}
+    ext = old.replace(name="ext", rule=old.rule.with_entries(
+        (RuleEntry("crr-circular", scale=0.7071, gamma_scale=0.5, solver="variational"),)))
+    assert extension_problems(old_dict, ext, rec) == []
+    changed = old.replace(name="changed", rule=old.rule.with_entries(
+        (RuleEntry("crr", scale=1.0, gamma_scale=0.5, solver="variational"),)))
+    assert extension_problems(old_dict, changed, rec) == ["record 'r': gamma 1.0 -> 0.5"]

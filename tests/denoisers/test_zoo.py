@@ -13,6 +13,8 @@ from denoisers.estimate import adversarial_averagedness, adversarial_lipschitz
 SHIPPED = [n for n in denoisers.available() if n.startswith(zoo.FAMILY + "-")]
 #: the shipped ridge regularisers (one model for every noise level each)
 RIDGE = [n for n in denoisers.available() if n in ("crr", "wcrr")]
+#: shipped ridge weights served under another boundary (same file)
+VARIANTS = [n for n in denoisers.available() if n in zoo.RIDGE_VARIANTS]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,7 @@ def member(family, name):
 def test_available_lists_the_family_and_its_members():
     names = denoisers.available()
     assert SHIPPED, "the zoo ships no weights"
-    assert names[0] == zoo.FAMILY and set(names[1:]) == set(SHIPPED) | set(RIDGE)
+    assert names[0] == zoo.FAMILY and set(names[1:]) == set(SHIPPED) | set(RIDGE) | set(VARIANTS)
     for n in SHIPPED + RIDGE:
         assert (zoo.weights_dir() / f"{n}.json").is_file(), f"{n} has no JSON metadata next to its weights"
 
@@ -210,3 +212,24 @@ def test_each_ridge_model_loads_with_its_certificate_and_serves_every_level(name
         out = d(y, s)
         assert out.shape == x.shape and torch.isfinite(out).all()
         assert (out - x).square().mean() < (y - x).square().mean()  # it denoises at both ends
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_ridge_variant_serves_the_same_weights_with_its_boundary(name):
+    """``crr-circular``: the crr file's weights and certified constants, with ``W`` on the torus (so
+    ``R`` is invariant under cyclic shifts, which the reflected crr is not)."""
+    base, boundary = zoo.RIDGE_VARIANTS[name]
+    d, b = denoisers.load(name), denoisers.load(base)
+    assert d.reg.config.boundary == boundary != b.reg.config.boundary
+    for (k1, v1), (k2, v2) in zip(d.reg.state_dict().items(), b.reg.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2)
+    rc, rb = d.ridge_certificate, b.ridge_certificate
+    assert rc.w_norm_bound == rb.w_norm_bound and rc.convex == rb.convex
+    assert rc.lip_grad <= rb.lip_grad  # no reflection factor
+    assert d.certificate.alpha == b.certificate.alpha
+    x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    shifted = torch.roll(x, shifts=(5, -3), dims=(-2, -1))
+    with torch.no_grad():
+        e, es = d.reg.energy(x, 0.1), d.reg.energy(shifted, 0.1)
+        eb, ebs = b.reg.energy(x, 0.1), b.reg.energy(shifted, 0.1)
+    assert float(es) == pytest.approx(float(e), rel=1e-5) and abs(float(ebs) - float(eb)) > 1e-4 * abs(float(eb))
