@@ -137,3 +137,25 @@ def test_auto_picks_the_variational_solver_for_a_ridge_prior():
     res_fbs = pnp.deblur(y.float().clamp(0, 1), gaussian_kernel(5, 1.0), noise_level=0.05, denoiser=den,
                          solver="fbs", max_iter=5)
     assert res_fbs.params.solver == "fbs"
+
+
+def test_the_rule_follows_the_priors_boundary():
+    """``pnp.deblur``'s rule: crr on the torus takes its own calibrated (factor, multiplier); the
+    multiplier becomes ADMM's step 1/(m ||A||^2), while FBS keeps its step 1/||A||^2."""
+    import pnp
+    from denoisers.ridge import RidgeDenoiser
+    from pnp.api import RIDGE_VARIATIONAL_RULE
+
+    reg = make_reg("crr")
+    f, m = RIDGE_VARIATIONAL_RULE["crr-circular"]
+    assert (f, m) != RIDGE_VARIATIONAL_RULE["crr"]
+    valid, circ = RidgeDenoiser(reg), RidgeDenoiser(reg.with_boundary("circular"))
+    fv, mv = RIDGE_VARIATIONAL_RULE["crr"]
+    assert pnp.default_parameters(0.03, denoiser=valid, opnorm=1.0, solver="variational") == pytest.approx((fv * 0.03, mv))
+    assert pnp.default_parameters(0.03, denoiser=circ, opnorm=1.0, solver="variational") == pytest.approx((f * 0.03, m))
+    assert pnp.default_parameters(0.03, denoiser=circ, opnorm=0.5, solver="admm") == pytest.approx((f * 0.03, 4.0 / m))
+    assert pnp.default_parameters(0.03, denoiser=circ, opnorm=0.5, solver="fbs") == pytest.approx((f * 0.03, 4.0))
+    # wcrr has no circular entry: its kind's rule
+    wc = RidgeDenoiser(make_reg("wcrr").with_boundary("circular"))
+    assert pnp.default_parameters(0.03, denoiser=wc, opnorm=1.0, solver="variational") == pytest.approx(
+        (RIDGE_VARIATIONAL_RULE["wcrr"][0] * 0.03, RIDGE_VARIATIONAL_RULE["wcrr"][1]))
