@@ -301,30 +301,37 @@ class LinearSpline(nn.Module):
     def evaluate(self, x: torch.Tensor, proj: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """The linear spline on this grid with knot values ``proj [C, K]`` and slopes ``s [C, K-1]``
         (those of :meth:`_projection` or :meth:`odd_projection`), at ``x`` (checked by the caller)."""
-        t = self.grid(x.dtype, x.device)
-        b = proj[:, :-1] - s * t[:-1]
+        b = self._intercepts(proj, s, x.device).to(x.dtype)
         k = self._index(x)
         s_sel, b_sel = self._select(k, s, b)
         return (s_sel * x.reshape(k.shape) + b_sel).reshape(x.shape)
 
+    def _intercepts(self, proj: torch.Tensor, s: torch.Tensor, device: Any) -> torch.Tensor:
+        """``b_k = P_k - s_k t_k`` (the spline is ``s_k x + b_k`` on piece ``k``), ``[C, K-1]``, float64."""
+        return proj[:, :-1].double() - s.double() * self.grid(torch.float64, device)[:-1]
+
     def _integral_tables(self, proj: torch.Tensor, s: torch.Tensor, dtype: torch.dtype, device: Any):
-        """Per-piece tables ``[C, K-1]`` of the spline and its antiderivative (``0`` at ``0``):
-        intercepts ``b`` (``f = s x + b`` on the piece), ``F`` at the piece's left knot, that knot."""
-        t = self.grid(dtype, device)
-        b = proj[:, :-1] - s * t[:-1]
+        """Per-piece tables ``[C, K-1]``: on piece ``k`` the spline is ``s_k x + b_k`` and its
+        antiderivative (``0`` at ``0``) is ``c_k + x (s_k x / 2 + b_k)``, with
+        ``c_k = F(t_k) - s_k t_k^2 / 2 - b_k t_k`` (``F`` at the knots accumulated exactly over the
+        pieces from ``0``; the tables are formed in float64)."""
+        t = self.grid(torch.float64, device)
+        p64, s64 = proj.double(), s.double()
+        b = self._intercepts(proj, s, device)
         m = self.mid
         # F at the knots: F(t_m) = 0; the integral over piece k is T (P(c)_k + P(c)_{k+1}) / 2
-        piece = self.spacing * (proj[:, :-1] + proj[:, 1:]) / 2.0  # [C, K-1]
-        cum = torch.cat([proj.new_zeros(proj.shape[0], 1), torch.cumsum(piece, dim=1)], dim=1)  # int_{t_0}^{t_k}
+        piece = self.spacing * (p64[:, :-1] + p64[:, 1:]) / 2.0  # [C, K-1]
+        cum = torch.cat([p64.new_zeros(p64.shape[0], 1), torch.cumsum(piece, dim=1)], dim=1)  # int_{t_0}^{t_k}
         knots_F = cum - cum[:, m : m + 1]  # [C, K]
-        return b, knots_F[:, :-1], t[:-1].expand_as(s)
+        c = knots_F[:, :-1] - s64 * t[:-1] * t[:-1] / 2.0 - b * t[:-1]
+        return b.to(dtype), c.to(dtype)
 
     def evaluate_integral(self, x: torch.Tensor, proj: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """The antiderivative (``0`` at ``0``) of the spline of :meth:`evaluate`."""
         k = self._index(x)
-        s_sel, b_sel, c_sel, tk = self._select(k, s, *self._integral_tables(proj, s, x.dtype, x.device))
+        s_sel, b_sel, c_sel = self._select(k, s, *self._integral_tables(proj, s, x.dtype, x.device))
         xv = x.reshape(k.shape)
-        return (c_sel + s_sel * (xv * xv - tk * tk) / 2.0 + b_sel * (xv - tk)).reshape(x.shape)
+        return (c_sel + 0.5 * xv * (s_sel * xv + b_sel + b_sel)).reshape(x.shape)  # c + x (s x / 2 + b)
 
     def odd_with_integral(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(odd(x), odd_integral(x))`` from one piece look-up (the pair a value-and-gradient
@@ -332,10 +339,10 @@ class LinearSpline(nn.Module):
         self._check(x)
         proj, s = self.odd_projection(x.dtype, x.device)
         k = self._index(x)
-        s_sel, b_sel, c_sel, tk = self._select(k, s, *self._integral_tables(proj, s, x.dtype, x.device))
+        s_sel, b_sel, c_sel = self._select(k, s, *self._integral_tables(proj, s, x.dtype, x.device))
         xv = x.reshape(k.shape)
         val = s_sel * xv + b_sel
-        integral = c_sel + s_sel * (xv * xv - tk * tk) / 2.0 + b_sel * (xv - tk)
+        integral = c_sel + 0.5 * xv * (val + b_sel)  # the same expression as evaluate_integral
         return val.reshape(x.shape), integral.reshape(x.shape)
 
     def extra_repr(self) -> str:
