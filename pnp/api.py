@@ -202,9 +202,11 @@ def _ridge_rule_key(denoiser: Any) -> str:
 
 def _ridge_kind(denoiser: Any) -> str | None:
     """``"crr"`` / ``"wcrr"`` when ``denoiser`` is the prox of a ridge regulariser, else ``None``."""
+    from denoisers.ridge.model import RIDGE_KINDS
+
     reg = getattr(denoiser, "reg", None)
     kind = getattr(reg, "kind", None)
-    return kind if kind in ("crr", "wcrr") else None
+    return kind if kind in RIDGE_KINDS else None
 
 
 def default_acceleration(denoiser: Any) -> str:

@@ -317,7 +317,7 @@ class LinearSpline(nn.Module):
         pieces from ``0``; the tables are formed in float64)."""
         t = self.grid(torch.float64, device)
         p64, s64 = proj.double(), s.double()
-        b = self._intercepts(proj, s, device)
+        b = p64[:, :-1] - s64 * t[:-1]  # = _intercepts
         m = self.mid
         # F at the knots: F(t_m) = 0; the integral over piece k is T (P(c)_k + P(c)_{k+1}) / 2
         piece = self.spacing * (p64[:, :-1] + p64[:, 1:]) / 2.0  # [C, K-1]
@@ -326,24 +326,24 @@ class LinearSpline(nn.Module):
         c = knots_F[:, :-1] - s64 * t[:-1] * t[:-1] / 2.0 - b * t[:-1]
         return b.to(dtype), c.to(dtype)
 
-    def evaluate_integral(self, x: torch.Tensor, proj: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """The antiderivative (``0`` at ``0``) of the spline of :meth:`evaluate`."""
+    def _value_and_integral(self, x: torch.Tensor, proj: torch.Tensor, s: torch.Tensor):
+        """The spline of :meth:`evaluate` and its antiderivative (``0`` at ``0``) at ``x``, from one
+        piece look-up: ``v = s_k x + b_k`` and ``c_k + x (v + b_k) / 2``."""
         k = self._index(x)
         s_sel, b_sel, c_sel = self._select(k, s, *self._integral_tables(proj, s, x.dtype, x.device))
         xv = x.reshape(k.shape)
-        return (c_sel + 0.5 * xv * (s_sel * xv + b_sel + b_sel)).reshape(x.shape)  # c + x (s x / 2 + b)
+        val = s_sel * xv + b_sel
+        return val.reshape(x.shape), (c_sel + 0.5 * xv * (val + b_sel)).reshape(x.shape)
+
+    def evaluate_integral(self, x: torch.Tensor, proj: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """The antiderivative (``0`` at ``0``) of the spline of :meth:`evaluate`."""
+        return self._value_and_integral(x, proj, s)[1]
 
     def odd_with_integral(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(odd(x), odd_integral(x))`` from one piece look-up (the pair a value-and-gradient
         evaluation of an energy ``sum odd_integral`` needs)."""
         self._check(x)
-        proj, s = self.odd_projection(x.dtype, x.device)
-        k = self._index(x)
-        s_sel, b_sel, c_sel = self._select(k, s, *self._integral_tables(proj, s, x.dtype, x.device))
-        xv = x.reshape(k.shape)
-        val = s_sel * xv + b_sel
-        integral = c_sel + 0.5 * xv * (val + b_sel)  # the same expression as evaluate_integral
-        return val.reshape(x.shape), integral.reshape(x.shape)
+        return self._value_and_integral(x, *self.odd_projection(x.dtype, x.device))
 
     def extra_repr(self) -> str:
         return (
