@@ -42,10 +42,14 @@ from denoisers.certificate import Certificate
 from denoisers.contract import check_input, sigma_vector
 from denoisers.serialize import load_denoiser
 
-__all__ = ["available", "load", "manifest_digests", "weights_dir", "ScaledDenoiser", "ZooFamily", "PerChannel"]
+__all__ = ["available", "load", "manifest_digests", "weights_dir", "ScaledDenoiser", "ZooFamily", "PerChannel", "FAMILY", "FIRM_PREFIX"]
 
 _WEIGHTS = Path(__file__).resolve().parent / "weights"
 FAMILY = "rk-averaged"
+#: Prefix of the shipped firmly non-expansive networks (``alpha <= 1/2``): trained with the final
+#: relaxation ``D = (x + N(x)) / 2`` (``theta = 1/2``), so that PnP-ADMM/DRS has its guarantee without
+#: ``firm=True``. They are not members of the family (its name is a different prefix).
+FIRM_PREFIX = "rk-firm-"
 
 
 def weights_dir() -> Path:

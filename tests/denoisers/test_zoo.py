@@ -15,6 +15,8 @@ SHIPPED = [n for n in denoisers.available() if n.startswith(zoo.FAMILY + "-")]
 RIDGE = [n for n in denoisers.available() if n in ("crr", "wcrr")]
 #: shipped ridge weights served under another boundary (same file)
 VARIANTS = [n for n in denoisers.available() if n in zoo.RIDGE_VARIANTS]
+#: shipped firmly non-expansive networks (alpha <= 1/2), outside the family
+FIRM = [n for n in denoisers.available() if n.startswith(zoo.FIRM_PREFIX)]
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,8 @@ def member(family, name):
 def test_available_lists_the_family_and_its_members():
     names = denoisers.available()
     assert SHIPPED, "the zoo ships no weights"
-    assert names[0] == zoo.FAMILY and set(names[1:]) == set(SHIPPED) | set(RIDGE) | set(VARIANTS)
-    for n in SHIPPED + RIDGE:
+    assert names[0] == zoo.FAMILY and set(names[1:]) == set(SHIPPED) | set(RIDGE) | set(VARIANTS) | set(FIRM)
+    for n in SHIPPED + RIDGE + FIRM:
         assert (zoo.weights_dir() / f"{n}.json").is_file(), f"{n} has no JSON metadata next to its weights"
 
 
@@ -44,6 +46,29 @@ def test_each_member_loads_certified_with_its_levels(family, name):
     assert 0 < lo <= 2.55 / 255 + 1e-12 and hi >= 50 / 255 - 1e-12
     meta = json.loads((zoo.weights_dir() / f"{name}.json").read_text())
     assert d.train_sigma == pytest.approx(meta["sigma"])
+
+
+def test_firm_members_are_not_in_the_family(family):
+    names = {m.metadata["name"] for m in family.denoiser.members}
+    assert not names & set(FIRM) and names == set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", FIRM)
+def test_each_firm_member_is_firmly_non_expansive_under_adversarial_search(name):
+    """Certified ``alpha <= 1/2``; the averagedness inequality with ``alpha = 1/2`` (firm
+    non-expansiveness) holds on adversarial pairs at, below and above the training level."""
+    d = denoisers.load(name)
+    cert = d.certificate
+    assert cert.alpha is not None and cert.alpha <= 0.5 and cert.lipschitz_bound <= 1.0 + 1e-9
+    meta = json.loads((zoo.weights_dir() / f"{name}.json").read_text())
+    assert meta["architecture"]["theta"] == 0.5
+    s0 = d.denoiser.train_sigma
+    x0 = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(4))
+    for s in (s0 / 4, s0, 4 * s0):
+        lip = adversarial_lipschitz(d, x0, s, steps=30, seed=0)
+        avg = adversarial_averagedness(d, x0, 0.5, s, steps=30, seed=0)
+        assert 0.5 < lip.value <= 1.0 + 1e-4  # the search is not idle
+        assert avg.value <= 1 + 1e-4
 
 
 def test_rescaling_is_conjugation_by_the_scale(family):
