@@ -23,7 +23,8 @@ With ``A`` the circular blur (:class:`operators.FFTBlur`, exact ``||A||``; with
 
 * For any other (e.g. learned, certified) denoiser: inside FBS
   ``sigma = learned_fbs_sigma_factor(nu) * nu`` (the factors calibrated for the shipped family,
-  :data:`LEARNED_FBS_SIGMA_PER_NOISE`), inside HQS/ADMM ``sigma = LEARNED_SIGMA_PER_NOISE * nu``,
+  :data:`LEARNED_FBS_SIGMA_PER_NOISE`), inside HQS/ADMM ``sigma = LEARNED_SIGMA_PER_NOISE * nu``
+  (ADMM with a firmly non-expansive zoo member ``rk-firm-*``: :data:`FIRM_ADMM_RULE`),
   with ``nu = max(noise_level, 1e-3)`` (see the constants for how they were chosen).
 
 ``noise_level = 0`` is floored at ``1e-3`` in the rule. ``denoiser="tv"`` by name runs the TV
@@ -41,6 +42,7 @@ from torch import Tensor
 from pnp.solvers import PnPADMM, PnPFBS, PnPHQS, SolverResult
 
 __all__ = [
+    "FIRM_ADMM_RULE",
     "LEARNED_FBS_GAMMA_SCALE",
     "LEARNED_FBS_SIGMA_PER_NOISE",
     "LEARNED_SIGMA_PER_NOISE",
@@ -126,6 +128,15 @@ RIDGE_VARIATIONAL_RULE: dict[str, tuple[float, float]] = {
     "crr": (1.0, 1.0), "crr-circular": (0.7071, 0.5), "wcrr": (0.5, 1.0),
 }
 
+#: ``(sigma / nu, gamma ||A||^2)`` of PnP-ADMM with a shipped firmly non-expansive network (zoo names
+#: ``rk-firm-*``, alpha <= 1/2, so the ADMM/DRS guarantee holds). Chosen by ``pnp bench calibrate`` on
+#: development images only (train400 test_001/test_002; kernels levin:0, uniform:9, gaussian:25:1.6;
+#: 7.65/255, 300 iterations; sigma factors 1/1.5/2/3, gamma factors 0.5/1/2) for ``rk-firm-s10``: 29.97 dB
+#: at sigma = nu, gamma = 2/||A||^2 (the grid's corner; 29.95 at gamma 1, 29.89 at sigma 2 nu, gamma 2),
+#: against 29.72 for the generic rule (sigma 2 nu, gamma 1). The ``levin10-cal7`` protocol's header has the
+#: command.
+FIRM_ADMM_RULE: tuple[float, float] = (1.0, 2.0)
+
 _NOISE_FLOOR = 1e-3
 
 
@@ -189,6 +200,9 @@ def default_parameters(
         return factor * nu, (gamma if str(solver).lower() == "fbs" else gamma / mult)
     if str(solver).lower() == "fbs":
         return learned_fbs_sigma_factor(nu) * nu, LEARNED_FBS_GAMMA_SCALE * gamma
+    if str(solver).lower() == "admm" and _is_firm_member(denoiser):
+        factor, gscale = FIRM_ADMM_RULE
+        return factor * nu, gscale * gamma
     return LEARNED_SIGMA_PER_NOISE * nu, gamma
 
 
@@ -198,6 +212,14 @@ def _ridge_rule_key(denoiser: Any) -> str:
     reg = denoiser.reg
     key = f"{reg.kind}-{getattr(reg.config, 'boundary', '')}"
     return key if key in RIDGE_VARIATIONAL_RULE else reg.kind
+
+
+def _is_firm_member(denoiser: Any) -> bool:
+    """Whether ``denoiser`` is a shipped firmly non-expansive network (zoo name ``rk-firm-*``)."""
+    from denoisers.zoo import FIRM_PREFIX
+
+    name = getattr(denoiser, "metadata", {}).get("name") if isinstance(getattr(denoiser, "metadata", None), dict) else None
+    return isinstance(name, str) and name.startswith(FIRM_PREFIX)
 
 
 def _ridge_kind(denoiser: Any) -> str | None:

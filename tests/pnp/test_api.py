@@ -54,6 +54,27 @@ def test_default_rule():
     assert gamma == 4.0
 
 
+def test_firm_member_takes_its_admm_rule_and_the_guarantee_holds():
+    import denoisers
+    from denoisers import zoo
+
+    firm = [n for n in denoisers.available() if n.startswith(zoo.FIRM_PREFIX)]
+    if not firm:
+        pytest.skip("no firmly non-expansive member shipped")
+    d = denoisers.load(firm[0])
+    f, g = pnp.api.FIRM_ADMM_RULE
+    assert pnp.default_parameters(0.03, denoiser=d, opnorm=0.5, solver="admm") == pytest.approx((f * 0.03, 4.0 * g))
+    # other solvers keep the generic learned rule
+    assert pnp.default_parameters(0.03, denoiser=d, opnorm=1.0, solver="hqs")[0] == pytest.approx(
+        pnp.api.LEARNED_SIGMA_PER_NOISE * 0.03)
+    x, k, y = _problem()
+    res = pnp.deblur(y, k, noise_level=0.01, denoiser=firm[0], solver="admm", max_iter=3)
+    assert res.guarantee.holds and "firmly non-expansive" in res.guarantee.reason
+    with pytest.warns(pnp.GuaranteeWarning):
+        fam = pnp.deblur(y, k, noise_level=0.01, denoiser=zoo.FAMILY, solver="admm", max_iter=1)
+    assert not fam.guarantee.holds  # the family itself (alpha ~ 1) has none in ADMM
+
+
 def test_learned_fbs_rule_interpolates_the_calibrated_factors():
     from pnp.api import LEARNED_FBS_SIGMA_PER_NOISE, learned_fbs_sigma_factor
 
