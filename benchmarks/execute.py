@@ -209,7 +209,8 @@ def run_task(task: Task, protocol: Protocol, *, device: str, out: str | None = N
         rec.update(iterations=result.iterations, converged=result.converged, stop_reason=result.stop_reason,
                    final_residual=res[-1] if res else None, monotone=mono, max_residual_ratio=None,
                    objective_monotone=mono, final_grad_norm=float(result.final_grad_norm[0]),
-                   safeguard_steps=result.safeguard_steps,
+                   safeguard_steps=result.safeguard_steps, backtracks=result.backtracks,
+                   step_rule=result.params.gamma_rule,
                    time_per_iteration=float(np.mean(times)) if times else None,
                    sigma=s, gamma=None, lam=float(result.lam[0]), **_guarantee_fields(result.guarantee))
         hist = {"residual": res,

@@ -80,9 +80,32 @@ def test_convex_minimiser_is_global():
         assert (solver._phi(pert) >= phi - 1e-9).all()
 
 
+@pytest.mark.parametrize("kind", ["crr", "wcrr"])
+def test_backtracking_reaches_the_certified_steps_point_in_fewer_iterations(kind):
+    """Both step rules stop at the same point (crr: the minimiser), with a monotone objective; the local
+    constants stay in (0, L] and backtracking needs fewer iterations than the certified 1/L."""
+    reg = make_reg(kind)
+    phys, x, y = _problem()
+    runs = {step: VariationalRidge(phys, y, reg, sigma=0.05, max_iter=3000, tol=1e-7, step=step).run()
+            for step in ("certified", "backtracking")}
+    cert, back = runs["certified"], runs["backtracking"]
+    assert cert.converged and back.converged and cert.backtracks == 0
+    obj = back.objective
+    assert bool((obj[1:] <= obj[:-1] + 1e-12 * obj[:-1].abs()).all())
+    L = 1.0 / cert.params.gamma
+    assert bool((back.step_constant > 0).all()) and bool((back.step_constant <= L * (1 + 1e-12)).all())
+    assert torch.allclose(cert.step_constant, torch.full_like(cert.step_constant, L))
+    if kind == "crr":  # one minimiser
+        assert torch.allclose(back.x, cert.x, atol=1e-4)
+    assert torch.allclose(back.objective[-1], cert.objective[-1], rtol=1e-9)
+    assert back.iterations < cert.iterations
+    assert "backtracking" in back.params.gamma_rule and "backtracking" in " ".join(back.guarantee.conditions)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
+        (dict(sigma=0.05, step="adaptive"), "step must be one of"),
         (dict(sigma=0.0), "sigma"),
         (dict(sigma=-1.0), "sigma"),
         (dict(sigma=0.05, lam_scale=0.0), "lam_scale"),
