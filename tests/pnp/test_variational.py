@@ -80,7 +80,7 @@ def test_convex_minimiser_is_global():
         assert (solver._phi(pert) >= phi - 1e-9).all()
 
 
-@pytest.mark.parametrize("kind", ["crr", "wcrr"])
+@pytest.mark.parametrize("kind", ["crr", pytest.param("wcrr", marks=pytest.mark.slow)])  # wcrr: 17 s (stiff)
 def test_backtracking_reaches_the_certified_steps_point_in_fewer_iterations(kind):
     """Both step rules stop at the same point (crr: the minimiser), with a monotone objective; the local
     constants stay in (0, L] and backtracking needs fewer iterations than the certified 1/L."""
