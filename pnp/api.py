@@ -218,7 +218,8 @@ def _is_firm_member(denoiser: Any) -> bool:
     """Whether ``denoiser`` is a shipped firmly non-expansive network (zoo name ``rk-firm-*``)."""
     from denoisers.zoo import FIRM_PREFIX
 
-    name = getattr(denoiser, "metadata", {}).get("name") if isinstance(getattr(denoiser, "metadata", None), dict) else None
+    meta = getattr(denoiser, "metadata", None)
+    name = meta.get("name") if isinstance(meta, dict) else None
     return isinstance(name, str) and name.startswith(FIRM_PREFIX)
 
 

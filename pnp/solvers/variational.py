@@ -17,9 +17,10 @@ Step size (``step=``). ``"certified"`` takes ``1/L`` with the certified ``L`` at
 ``L_k <= L``: each iteration first lowers it, ``L_k = max(0.9 L_{k-1}, L / 1000)`` (starting from
 ``||A||^2``), then doubles it (capped at ``L``) until the descent lemma holds at ``y_k``,
 ``Phi(z_{k+1}) <= Phi(y_k) - ||grad Phi(y_k)||^2 / (2 L_k)`` (up to the rounding of ``Phi``; where the
-predicted decrease is below that rounding, ``L_k`` is not lowered). Each doubling costs one energy evaluation; ``Phi(y_k)`` comes with the gradient. The certified ``L`` bounds
-the Hessian everywhere, while the iterates meet much smaller curvature (for the shipped crr, a Hessian
-norm of 0.14 found against the certified 0.91), so the steps are longer. The plain-gradient fallback ``v``
+predicted decrease is below that rounding, ``L_k`` is not lowered). Each doubling costs one energy
+evaluation; ``Phi(y_k)`` comes with the gradient. The certified ``L`` bounds the Hessian everywhere,
+while the iterates meet much smaller curvature (for the shipped crr, a Hessian norm of 0.14 found
+against the certified 0.91), so the steps are longer. The plain-gradient fallback ``v``
 below always uses the certified ``1/L``.
 
 Guarantees (the theorem is stated in the result). Every step either passes the sufficient-decrease
@@ -71,7 +72,7 @@ class VariationalResult(SolverResult):
     ``k = 0..iters``), ``grad_norm [iters, B]`` (relative gradient norm at the extrapolated points),
     ``final_grad_norm [B]`` (at the returned ``x``), ``lam [B]`` (the weights used) and
     ``safeguard_steps`` (how many accelerated points were rejected), ``step_constant [B]`` (the last local
-constant ``L_k``; the certified ``L`` with ``step="certified"``) and ``backtracks`` (doublings of ``L_k``)."""
+    constant ``L_k``; the certified ``L`` with ``step="certified"``) and ``backtracks`` (doublings of ``L_k``)."""
 
     objective: Tensor | None = None
     grad_norm: Tensor | None = None
