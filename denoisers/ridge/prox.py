@@ -135,11 +135,20 @@ class RidgeDenoiser(Denoiser):
 
     ``tol``: RMS gradient tolerance of the inner solve (the returned image is within RMS
     ``tol / (1 - lambda rho)`` of the exact prox). ``warm_start=True`` starts each call from the
-    previous output when the shapes agree (inside PnP loops the prox input changes little). The
+    previous output when the shapes agree (inside PnP loops the prox input changes little), and then
+    tightens the call's tolerance to ``min(tol, STEP_FRACTION x`` the RMS change of the input since the
+    last call, smallest over the batch``)``: the inner error shrinks with the loop's steps (summable when
+    they decay geometrically), and a warm start is not returned unchanged while the loop still moves.
+    The
     input is never modified. ``certificate`` is the generic :class:`Certificate` the PnP solvers read
     (CRR: Lipschitz 1, ``alpha = 1/2``; WCRR: Lipschitz ``1/(1 - lambda_max rho)``, no alpha), marked
     inexact; ``ridge_certificate`` has the regulariser's constants.
     """
+
+    #: with ``warm_start``, each call's tolerance is at most this fraction of the RMS change of the input
+    STEP_FRACTION = 0.1
+    #: ... and at least this many machine epsilons of the image's dtype
+    EPS_FLOOR = 10
 
     def __init__(self, reg: RidgeRegularizer, *, tol: float = 1e-4, max_iter: int = 1000, warm_start: bool = False) -> None:
         super().__init__()
@@ -148,6 +157,7 @@ class RidgeDenoiser(Denoiser):
         self.max_iter = int(max_iter)
         self.warm_start = bool(warm_start)
         self._last: torch.Tensor | None = None
+        self._last_input: torch.Tensor | None = None
         self._cache: tuple[Any, ...] | None = None
         self.last_info: ProxInfo | None = None
 
@@ -158,6 +168,19 @@ class RidgeDenoiser(Denoiser):
                 cert = self.reg.certificate()
                 self._cache = (key, self.reg.kernel().detach(), cert)
         return self._cache[1], self._cache[2]
+
+    def for_loop(self) -> "RidgeDenoiser":
+        """A warm-started copy for one PnP run (same regulariser, tolerance and cached constants).
+
+        The PnP solvers call it once when they start (:class:`pnp.solvers.base.PnPSolver`): inside a
+        loop the prox input changes little between iterations, so each inner solve starts from the
+        previous output. The stop is the same RMS-gradient test, so every output keeps the
+        inexactness bound of the certificate; only the inner iteration count changes. The copy
+        starts with no previous output, so runs do not depend on each other.
+        """
+        twin = RidgeDenoiser(self.reg, tol=self.tol, max_iter=self.max_iter, warm_start=True)
+        twin._cache = self._cache
+        return twin
 
     @property
     def ridge_certificate(self):
@@ -191,19 +214,30 @@ class RidgeDenoiser(Denoiser):
         _check_image(y, name="x")
         sigma_vector(sigma, y.shape[0], y)
         kernel, cert = self._constants()
-        x0 = self._last if (self.warm_start and self._last is not None and self._last.shape == y.shape) else None
+        warm = self.warm_start and self._last is not None and self._last.shape == y.shape
+        x0 = self._last if warm else None
+        tol = self.tol
+        if warm:
+            # a warm start already within a fixed tol would be returned unchanged, and a PnP loop would
+            # read the zero change as convergence: the tolerance follows the change of the input instead
+            # (the output moves by at most the prox's Lipschitz constant times as much)
+            d = (y.detach() - self._last_input).flatten(1)
+            step = float((d.norm(dim=1) / math.sqrt(d.shape[1])).min())
+            floor = self.EPS_FLOOR * float(torch.finfo(y.dtype).eps)
+            tol = min(self.tol, max(self.STEP_FRACTION * step, floor))
         x, info = ridge_prox(
-            self.reg, y, sigma, x0=x0, tol=self.tol, max_iter=self.max_iter, kernel=kernel,
+            self.reg, y, sigma, x0=x0, tol=tol, max_iter=self.max_iter, kernel=kernel,
             constants=(cert.lip_grad, cert.weak_convexity),
         )
         self.last_info = info
         if not info.converged:
             warnings.warn(
-                f"prox solve stopped at max_iter={self.max_iter} with RMS gradient {max(info.grad_rms):.3g} > tol={self.tol:g}",
+                f"prox solve stopped at max_iter={self.max_iter} with RMS gradient {max(info.grad_rms):.3g} > tol={tol:g}",
                 ProxConvergenceWarning,
                 stacklevel=2,
             )
         if self.warm_start:
+            self._last_input = y.detach().clone()
             self._last = x.detach()
         return x
 

@@ -217,6 +217,8 @@ class PnPSolver:
         Measurements (``physics.A(x)`` shape).
     denoiser:
         ``denoiser(x, sigma) -> Tensor``; its ``certificate`` (if any) decides the guarantee.
+        When it has a ``for_loop()`` method (denoisers with an inner solve, e.g. the prox of a
+        ridge regulariser), the run uses the copy it returns, which warm-starts across iterations.
     sigma:
         Denoiser noise level (> 0), fixed over the iterations.
     gamma:
@@ -272,7 +274,9 @@ class PnPSolver:
             raise TypeError(f"denoiser must be callable, got {type(denoiser).__name__}")
         self.physics = physics
         self.y = _check_tensor("y", y)
-        self.denoiser = denoiser
+        # a denoiser with an inner solve may offer a warm-started copy for this run (ridge priors)
+        for_loop = getattr(denoiser, "for_loop", None)
+        self.denoiser = for_loop() if callable(for_loop) else denoiser
         self.sigma = _positive_float("sigma", sigma)
         self.data_weight = _positive_float("data_weight", data_weight)
         self.relaxation = _positive_float("relaxation", relaxation)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -146,6 +148,55 @@ def test_admm_with_the_crr_prox_has_the_guarantee_and_wcrr_has_none():
         warnings.simplefilter("ignore")
         g = PnPADMM(phys, y, wcrr, sigma=0.05, max_iter=1).run().guarantee
     assert not g.holds
+
+
+def test_pnp_runs_warm_start_the_prox_with_a_tolerance_that_follows_the_loop(monkeypatch):
+    """The solvers run the prox's ``for_loop()`` copy: each inner solve starts from the previous output, to
+    a tolerance of at most a tenth of the input's change. So a loose nominal tolerance still tracks the
+    exact-prox iterates (cold starts at that tolerance drift from them), every call meets its own tolerance,
+    a warm start is never returned unchanged as a false convergence (the fixed tolerance does that, checked
+    too), and the caller's denoiser keeps no state between runs."""
+    import denoisers.ridge.prox as prox_mod
+    from denoisers.ridge import RidgeDenoiser
+    from pnp.solvers import PnPADMM
+
+    phys, x, y = _problem()
+    reg = make_reg("crr")
+    calls: list[list[tuple[float, float]]] = []
+    real = prox_mod.ridge_prox
+
+    def recording(*a, **k):
+        out, info = real(*a, **k)
+        calls[-1].append((k["tol"], max(info.grad_rms)))
+        return out, info
+
+    monkeypatch.setattr(prox_mod, "ridge_prox", recording)
+
+    def run(tol, warm, n=30, outer_tol=1e-12):
+        den = RidgeDenoiser(reg, tol=tol)
+        if not warm:
+            den.for_loop = None
+        calls.append([])
+        res = PnPADMM(phys, y, den, sigma=0.05, max_iter=n, tol=outer_tol).run()
+        assert den._last is None and den._last_input is None  # the run used a copy
+        return res, calls[-1]
+
+    exact, _ = run(1e-10, warm=False)
+    cold, _ = run(1e-2, warm=False)
+    warm, wcalls = run(1e-2, warm=True)
+    again, _ = run(1e-2, warm=True)
+    err_cold = float((cold.x - exact.x).abs().max())
+    err_warm = float((warm.x - exact.x).abs().max())
+    assert err_warm < err_cold / 4, (err_warm, err_cold)
+    assert all(g <= t for t, g in wcalls)  # every inner solve met its own (tightened) tolerance
+    assert wcalls[0][0] == 1e-2 and wcalls[-1][0] < 1e-4  # the first call is cold; the tolerance follows the loop
+    assert warm.iterations == 30 and bool((warm.history.residual > 0).all())
+    assert torch.equal(warm.x, again.x)  # runs do not share state
+
+    # with a fixed tolerance the warm start is returned unchanged within a few iterations: a false stop
+    monkeypatch.setattr(RidgeDenoiser, "STEP_FRACTION", math.inf)
+    fixed, _ = run(1e-2, warm=True, n=300, outer_tol=1e-7)
+    assert fixed.converged and fixed.iterations < 10 and float(fixed.history.residual[-1].max()) == 0.0
 
 
 def test_auto_picks_the_variational_solver_for_a_ridge_prior():
