@@ -271,6 +271,32 @@ class AveragedResNet(Denoiser):
             out = (1.0 - cfg.theta) * x + cfg.theta * out
         return out
 
+    @torch.no_grad()
+    def conjugate_scale_(self, c: float) -> "AveragedResNet":
+        """Turn the network, in place, into ``x -> N(c x) / c`` (``c > 0``), exactly.
+
+        Every block is ``v <- v - h W^T act(W v + b)`` (each Runge-Kutta stage too) and the lifting, anchoring
+        and relaxation are linear, so with a positively homogeneous ``act`` (ReLU, leaky ReLU)
+        ``N(c x) / c`` is the same network with every bias divided by ``c``: the weights, steps and certificate
+        do not change. This is how a network trained at level ``s0`` serves ``s`` (``c = s0 / s``,
+        :class:`denoisers.zoo.ScaledDenoiser`); ``pnp train --init`` starts a fine-tune to a new level from it.
+        Refused for spline activations (not homogeneous) and noise-conditional networks (the level enters
+        the biases).
+        """
+        c = float(c)
+        if not (math.isfinite(c) and c > 0):
+            raise ValueError(f"c must be a finite number > 0, got {c!r}")
+        cfg = self.config
+        if cfg.activation not in ("relu", "leaky_relu"):
+            raise ValueError(f"conjugate_scale_ needs a positively homogeneous activation (relu, leaky_relu), "
+                             f"not {cfg.activation!r}")
+        if cfg.noise_conditional:
+            raise ValueError("conjugate_scale_ does not apply to a noise-conditional network (sigma shifts its biases)")
+        for b in self.blocks:
+            if b.has_bias:
+                b.bias.div_(c)
+        return self
+
     def sequence(self) -> list[GradientStepConv]:
         """The blocks in the order applied (``depth`` of them; one block repeated when tied)."""
         return [self.blocks[0]] * self.config.depth if self.config.tied else list(self.blocks)

@@ -86,6 +86,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="image folders, comma separated (default: shared/data/train400, else scikit-image images)")
     p.add_argument("--out", required=True, help="output .safetensors (a .json, .curve.png and .state.safetensors are written beside it)")
     p.add_argument("--init", default=None, help="start from a zoo model or checkpoint (fine-tuning)")
+    p.add_argument("--init-as-is", action="store_true", default=None,
+                   help="with --init trained at another level: keep its biases (default: start from the network "
+                        "rescaled to --sigma, N(c x)/c with c = s_init/sigma, what the zoo serves at --sigma)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.state.safetensors")
     p.add_argument("--steps", type=_positive_int, default=2000, help="optimiser steps (default 2000)")
     p.add_argument("--batch-size", type=_positive_int, default=16, help="patches per step (default 16)")
@@ -218,6 +221,15 @@ def run(args: argparse.Namespace) -> int:
             arch = dataclasses.replace(arch, theta=args.theta)
             init_net = type(inner)(arch)
             init_net.load_state_dict(inner.state_dict())
+        s_init = getattr(loaded.denoiser if hasattr(loaded, "denoiser") else loaded, "train_sigma", None)
+        if (family == "rk" and not args.init_as_is and args.sigma_range is None and s_init is not None
+                and not math.isclose(s_init, args.sigma, rel_tol=1e-9)):
+            try:
+                init_net.conjugate_scale_(s_init / args.sigma)
+                print(f"--init {args.init}: rescaled from {s_init * 255:.4g}/255 to {args.sigma * 255:.4g}/255 "
+                      f"(biases x {args.sigma / s_init:.4g}: the zoo's rescaled network; --init-as-is keeps them)")
+            except ValueError as err:
+                print(f"--init {args.init}: not rescaled to --sigma ({err})")
     elif (args.family or "rk") == "rk":
         _refuse(ff_only, "rk")
         if args.spline_init == "absolute":
@@ -277,7 +289,8 @@ def _run_ridge(args: argparse.Namespace) -> int:
     _refuse({"--channels": args.channels, "--hidden": args.hidden, "--features": args.features,
              "--depth": args.depth, "--pixel-unshuffle": args.pixel_unshuffle, "--alpha-block": args.alpha_block,
              "--integrator": args.integrator, "--theta": args.theta, "--unconstrained": args.unconstrained,
-             "--spline-init": args.spline_init, "--spline-slope-min": args.spline_slope_min}, args.family)
+             "--spline-init": args.spline_init, "--spline-slope-min": args.spline_slope_min,
+             "--init-as-is": args.init_as_is}, args.family)
     if args.activation != "relu":
         raise ValueError(f"--activation does not apply to --family {args.family} (its profiles are splines)")
     out = Path(args.out)

@@ -298,3 +298,60 @@ def test_cli_refuses_variant_flags_where_they_do_not_apply(tmp_path, capsys):
     rc = main(["train", "--sigma", "0.1", "--teacher", str(tmp_path / "nope.safetensors"), "--data", str(data),
                "--steps", "1", "--out", str(tmp_path / "t.safetensors")])
     assert rc != 0 and "--teacher" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ rescaled init
+@pytest.mark.parametrize("kwargs", [
+    dict(), dict(pixel_unshuffle=2, channels=4), dict(anchor=True), dict(tied=True), dict(factors=2),
+    dict(activation="leaky_relu"), dict(integrator="rk4"), dict(theta=0.5),
+], ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()) or "plain")
+def test_conjugate_scale_is_exactly_the_rescaled_network(kwargs):
+    """``conjugate_scale_(c)`` (biases / c) gives ``x -> N(c x) / c`` for every homogeneous variant, on odd
+    and even sizes, with the weights, steps and certificate unchanged."""
+    import copy
+
+    cfg = AveragedConfig(**{**dict(channels=3, hidden=4, depth=3, alpha_block=0.98), **kwargs})
+    net = _trained_like(cfg, seed=1)
+    for c in (0.4, 2.5):
+        scaled = copy.deepcopy(net).conjugate_scale_(c)
+        for shape in ((2, 1, 11, 9), (1, 1, 12, 12)):
+            x = torch.rand(*shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+            torch.testing.assert_close(scaled(x), net(c * x) / c, rtol=1e-12, atol=1e-12)
+        assert scaled.certificate.alpha == net.certificate.alpha
+        if net.blocks[0].has_bias:
+            assert not torch.equal(scaled.blocks[0].bias, net.blocks[0].bias)  # not a no-op
+
+
+def test_conjugate_scale_refuses_what_it_cannot_rescale():
+    spline = AveragedResNet(AveragedConfig(channels=2, hidden=2, depth=1, activation="odd_spline", bias=False))
+    with pytest.raises(ValueError, match="homogeneous"):
+        spline.conjugate_scale_(2.0)
+    cond = AveragedResNet(AveragedConfig(channels=2, hidden=2, depth=1, noise_conditional=True))
+    with pytest.raises(ValueError, match="noise-conditional"):
+        cond.conjugate_scale_(2.0)
+    plain = AveragedResNet(AveragedConfig(channels=2, hidden=2, depth=1))
+    for bad in (0.0, -1.0, math.nan):
+        with pytest.raises(ValueError, match="c must be"):
+            plain.conjugate_scale_(bad)
+
+
+def test_cli_fine_tune_to_another_level_starts_from_the_rescaled_network(tmp_path, monkeypatch, capsys):
+    """``--init`` trained at 0.1, fine-tuned to 0.05 with a vanishing learning rate: the saved biases are the
+    init's halved (``N(2x)/2``); ``--init-as-is`` keeps them."""
+    from pnp.cli import main
+
+    monkeypatch.setenv("PNP_SHARED_DATA", str(tmp_path / "none"))
+    data = _tiny_folder(tmp_path / "imgs")
+    net = _trained_like(AveragedConfig(channels=2, hidden=2, depth=2, alpha_block=0.98)).float()
+    src = tmp_path / "src.safetensors"
+    save_denoiser(net, src, metadata={"sigma": 0.1})
+    for extra, factor in (([], 0.5), (["--init-as-is"], 1.0)):
+        out = tmp_path / f"ft{len(extra)}.safetensors"
+        rc = main(["train", "--sigma", "0.05", "--init", str(src), "--steps", "1", "--lr", "1e-12", "--batch-size", "2",
+                   "--patch-size", "16", "--data", str(data), "--out", str(out), "--no-progress", *extra])
+        assert rc == 0
+        said = capsys.readouterr().out
+        assert ("rescaled from 25.5/255 to 12.75/255" in said) == (not extra)
+        ft = load_denoiser(out)
+        for b, b0 in zip(ft.blocks, net.blocks):
+            torch.testing.assert_close(b.bias, factor * b0.bias, rtol=0, atol=1e-6)
