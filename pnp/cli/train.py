@@ -203,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         if not Path(args.teacher).is_file():
             raise FileNotFoundError(f"--teacher file not found: {args.teacher}")
     init_net = None
+    init_name = args.init
     if args.init:
         loaded = resolve_denoiser(args.init, argument="--init")
         inner = loaded.denoiser if hasattr(loaded, "denoiser") else loaded
@@ -226,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
                 and not math.isclose(s_init, args.sigma, rel_tol=1e-9)):
             try:
                 init_net.conjugate_scale_(s_init / args.sigma)
+                init_name = f"{args.init} rescaled to --sigma (biases x {args.sigma / s_init:.6g})"
                 print(f"--init {args.init}: rescaled from {s_init * 255:.4g}/255 to {args.sigma * 255:.4g}/255 "
                       f"(biases x {args.sigma / s_init:.4g}: the zoo's rescaled network; --init-as-is keeps them)")
             except ValueError as err:
@@ -265,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
         **({} if args.tv2_weight is None else {"tv2_weight": args.tv2_weight}),
         **({} if args.teacher is None else {"teacher": args.teacher}),
     )
-    res = train(args.out, config=cfg, architecture=arch, data=data, init=init_net, init_name=args.init,
+    res = train(args.out, config=cfg, architecture=arch, data=data, init=init_net, init_name=init_name,
                 resume=args.resume, progress=args.progress)
     print(f"saved {res.path}")
     print(f"certificate: Lipschitz <= {res.certificate.get('lipschitz_bound')}, alpha = {res.certificate.get('alpha')}")

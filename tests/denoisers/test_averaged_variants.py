@@ -353,5 +353,6 @@ def test_cli_fine_tune_to_another_level_starts_from_the_rescaled_network(tmp_pat
         said = capsys.readouterr().out
         assert ("rescaled from 25.5/255 to 12.75/255" in said) == (not extra)
         ft = load_denoiser(out)
+        assert ("rescaled to --sigma" in ft.metadata["init"]) == (not extra)
         for b, b0 in zip(ft.blocks, net.blocks):
             torch.testing.assert_close(b.bias, factor * b0.bias, rtol=0, atol=1e-6)
