@@ -52,6 +52,11 @@ def _check_image(y: Any, name: str = "y") -> torch.Tensor:
     return y
 
 
+def _rms(t: torch.Tensor) -> torch.Tensor:
+    """Root-mean-square of each image of a batch, ``||t_b|| / sqrt(n)``."""
+    return t.flatten(1).norm(dim=1) / math.sqrt(t[0].numel())
+
+
 def ridge_prox(
     reg: RidgeRegularizer,
     y: torch.Tensor,
@@ -95,14 +100,13 @@ def ridge_prox(
         lam4 = lam.view(-1, 1, 1, 1)
         x = (x0 if x0 is not None else y).clone()
         z = x.clone()
-        n = y[0].numel()
         active = torch.ones(b, dtype=torch.bool, device=y.device)
         out = x.clone()
         grad_rms = torch.zeros(b, dtype=y.dtype, device=y.device)
         it = 0
         for it in range(1, max_iter + 1):
             g = z - y + lam4 * reg.grad(z, s, kernel=kernel)
-            rms = g.flatten(1).norm(dim=1) / math.sqrt(n)
+            rms = _rms(g)
             done = active & (rms <= tol)
             if bool(done.any()):
                 out[done] = z[done]
@@ -120,7 +124,7 @@ def ridge_prox(
         if not converged:
             out[active] = z[active]
             g = z - y + lam4 * reg.grad(z, s, kernel=kernel)
-            grad_rms[active] = (g.flatten(1).norm(dim=1) / math.sqrt(n))[active]
+            grad_rms[active] = _rms(g)[active]
         info = ProxInfo(
             iterations=it,
             converged=converged,
@@ -139,8 +143,7 @@ class RidgeDenoiser(Denoiser):
     tightens the call's tolerance to ``min(tol, STEP_FRACTION x`` the RMS change of the input since the
     last call, smallest over the batch``)``: the inner error shrinks with the loop's steps (summable when
     they decay geometrically), and a warm start is not returned unchanged while the loop still moves.
-    The
-    input is never modified. ``certificate`` is the generic :class:`Certificate` the PnP solvers read
+    The input is never modified. ``certificate`` is the generic :class:`Certificate` the PnP solvers read
     (CRR: Lipschitz 1, ``alpha = 1/2``; WCRR: Lipschitz ``1/(1 - lambda_max rho)``, no alpha), marked
     inexact; ``ridge_certificate`` has the regulariser's constants.
     """
@@ -221,8 +224,7 @@ class RidgeDenoiser(Denoiser):
             # a warm start already within a fixed tol would be returned unchanged, and a PnP loop would
             # read the zero change as convergence: the tolerance follows the change of the input instead
             # (the output moves by at most the prox's Lipschitz constant times as much)
-            d = (y.detach() - self._last_input).flatten(1)
-            step = float((d.norm(dim=1) / math.sqrt(d.shape[1])).min())
+            step = float(_rms(y.detach() - self._last_input).min())
             floor = self.EPS_FLOOR * float(torch.finfo(y.dtype).eps)
             tol = min(self.tol, max(self.STEP_FRACTION * step, floor))
         x, info = ridge_prox(

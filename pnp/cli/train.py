@@ -206,8 +206,8 @@ def run(args: argparse.Namespace) -> int:
     init_name = args.init
     if args.init:
         loaded = resolve_denoiser(args.init, argument="--init")
-        inner = loaded.denoiser if hasattr(loaded, "denoiser") else loaded
-        inner = inner.net if hasattr(inner, "net") else inner
+        scaled = loaded.denoiser if hasattr(loaded, "denoiser") else loaded
+        inner = scaled.net if hasattr(scaled, "net") else scaled
         if not isinstance(inner, (denoisers.AveragedResNet, denoisers.LipschitzFFNet)):
             raise ValueError(f"--init {args.init} is not a single certified network (use a member name, not a family)")
         family = "ff" if isinstance(inner, denoisers.LipschitzFFNet) else "rk"
@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
             arch = dataclasses.replace(arch, theta=args.theta)
             init_net = type(inner)(arch)
             init_net.load_state_dict(inner.state_dict())
-        s_init = getattr(loaded.denoiser if hasattr(loaded, "denoiser") else loaded, "train_sigma", None)
+        s_init = getattr(scaled, "train_sigma", None)
         if (family == "rk" and not args.init_as_is and args.sigma_range is None and s_init is not None
                 and not math.isclose(s_init, args.sigma, rel_tol=1e-9)):
             try:
