@@ -32,6 +32,13 @@ truncated-penalty-like profiles for WCRR).
   WCRR ``lambda = lambda_cap * sigmoid(a(sigma))`` with ``lambda_cap < 1``, so that
   ``lambda rho <= lambda_cap < 1`` for every ``sigma`` and the denoising objective
   ``1/2 ||x - y||^2 + lambda R(x)`` is ``(1 - lambda rho)``-strongly convex.
+* **Per-filter conditioning** (``channel_conditioning=True``): each filter's term is weighted and
+  widened by its own functions of ``sigma``,
+  ``R(x, sigma) = sum_c w_c(sigma) psi_c((W x)_c; mu(sigma) m_c(sigma))`` with
+  ``w_c = exp(a_c(sigma) - max_c' a_c'(sigma))`` in ``(0, 1]`` (the overall strength stays in
+  ``lambda``) and ``m_c = exp(b_c(sigma))``, ``a_c, b_c`` piecewise linear in ``log sigma``. A
+  weight ``w_c <= 1`` scales ``psi_c''`` into ``[-w_c s-, w_c kappa s+]``, so every constant below
+  holds unchanged; ``a = b = 0`` is the model without it (``with_channel_conditioning``).
 
 The certified constants (``certificate``) come from upper bounds only: the certified norm bound of
 the normalised kernel (float64, DFT grid plus Bernstein factor) and the largest slope of each spline
@@ -86,6 +93,7 @@ class RidgeConfig:
     lambda_cap: float = 0.95
     grid: int = 256
     boundary: str = "valid"
+    channel_conditioning: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in RIDGE_KINDS:
@@ -104,6 +112,8 @@ class RidgeConfig:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min!r}, {self.sigma_max!r}")
         if isinstance(self.sigma_knots, bool) or not isinstance(self.sigma_knots, int) or self.sigma_knots < 2:
             raise ValueError(f"sigma_knots must be an integer >= 2, got {self.sigma_knots!r}")
+        if not isinstance(self.channel_conditioning, bool):
+            raise ValueError(f"channel_conditioning must be true or false, got {self.channel_conditioning!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -215,6 +225,12 @@ class RidgeRegularizer(nn.Module):
             self.log_kappa = nn.Parameter(torch.tensor(3.0))
         self.lam = LogSigmaSpline(lam0, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)
         self.mu = LogSigmaSpline(math.log(4.0) - z, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)
+        if cfg.channel_conditioning:
+            # per-filter log-weights a_c and log-widths b_c; zero = the model without them
+            self.chan_w = LogSigmaSpline(torch.zeros(c, n), sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)
+            self.chan_mu = LogSigmaSpline(torch.zeros(c, n), sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)
+        else:
+            self.chan_w = self.chan_mu = None
         self._spec_cache: tuple[Any, ...] | None = None
 
     # ---------------------------------------------------------------- scalar functions of sigma
@@ -235,7 +251,25 @@ class RidgeRegularizer(nn.Module):
         return self.config.lambda_cap * torch.sigmoid(a)
 
     def mu_of(self, sigma: torch.Tensor) -> torch.Tensor:
+        """``mu(sigma)``, ``[B]`` (the width shared by every filter)."""
         return self.mu(sigma).exp()
+
+    def channel_weights(self, sigma: torch.Tensor) -> torch.Tensor | None:
+        """``w_c(sigma)`` in ``(0, 1]``, ``[B, C]`` (``None`` without per-filter conditioning)."""
+        if self.chan_w is None:
+            return None
+        a = self.chan_w(sigma)
+        return torch.exp(a - a.max(dim=1, keepdim=True).values)
+
+    def channel_mu(self, sigma: torch.Tensor) -> torch.Tensor:
+        """``mu(sigma) m_c(sigma)``: ``[B, 1]`` without per-filter conditioning, else ``[B, C]``."""
+        mu = self.mu_of(sigma).unsqueeze(1)
+        return mu if self.chan_mu is None else mu * self.chan_mu(sigma).exp()
+
+    def scalar_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the functions of ``sigma`` (and ``log_kappa``)."""
+        mods = [m for m in (self.lam, self.mu, self.chan_w, self.chan_mu) if m is not None]
+        return [p for m in mods for p in m.parameters()] + ([self.log_kappa] if self.log_kappa is not None else [])
 
     def lambda_max(self) -> float:
         a = self.lam.sup()
@@ -258,12 +292,16 @@ class RidgeRegularizer(nn.Module):
         b, c = x.shape[:2]
         s = sigma_vector(sigma, b, x)
         kern = (kernel if kernel is not None else self.kernel()).to(x.dtype)
-        mu = self.mu_of(s).to(x.dtype).repeat_interleave(c).view(-1, 1, 1, 1)
+        cm = self.channel_mu(s).to(x.dtype)
+        mu = cm.repeat_interleave(c, dim=0).view(b * c, cm.shape[1], 1, 1)
+        w = self.channel_weights(s)
+        if w is not None:
+            w = w.to(x.dtype).repeat_interleave(c, dim=0).view(b * c, w.shape[1], 1, 1)
         xs = x.reshape(b * c, 1, *x.shape[-2:])
         if self.config.boundary == "reflect":
             p = k // 2
             xs = F.pad(xs, (p, p, p, p), mode=self.config.boundary)
-        return xs, kern, mu, s
+        return xs, kern, mu, w
 
     def _spectrum(self, kern: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """The torus transfer function of ``kern`` (circular boundary), cached for the last kernel
@@ -279,14 +317,16 @@ class RidgeRegularizer(nn.Module):
         return spec
 
     def _responses(self, x: torch.Tensor, sigma: Any, kernel: torch.Tensor | None):
-        """``(u = W P x [N, C, h, w], mu [N, 1, 1, 1], adjoint)`` with ``adjoint(v) = P^T W^T v`` in
-        the shape of ``x``. Circular boundary: both by FFT on the image's torus (no padding)."""
-        xs, kern, mu, _ = self._prepare(x, sigma, kernel)
+        """``(u = W P x [N, C, h, w], mu, w, adjoint)`` with ``adjoint(v) = P^T W^T v`` in the shape of
+        ``x``; ``mu`` is ``[N, 1, 1, 1]`` (``[N, C, 1, 1]`` with per-filter conditioning) and ``w`` the
+        per-filter weights ``[N, C, 1, 1]`` or ``None``. Circular boundary: both by FFT on the image's
+        torus (no padding)."""
+        xs, kern, mu, w = self._prepare(x, sigma, kernel)
         if self.config.boundary == "circular":
             spec = self._spectrum(kern, tuple(xs.shape[-2:]))
-            return (MultiConv.apply_circular(spec, xs), mu,
+            return (MultiConv.apply_circular(spec, xs), mu, w,
                     lambda v: MultiConv.apply_circular_adjoint(spec, v).reshape(x.shape))
-        return (MultiConv.apply(kern, xs), mu,
+        return (MultiConv.apply(kern, xs), mu, w,
                 lambda v: self._unpad_adjoint(MultiConv.apply_adjoint(kern, v)).reshape(x.shape))
 
     def _unpad_adjoint(self, g: torch.Tensor) -> torch.Tensor:
@@ -347,25 +387,29 @@ class RidgeRegularizer(nn.Module):
     def energy(self, x: torch.Tensor, sigma: Any, *, kernel: torch.Tensor | None = None) -> torch.Tensor:
         """``R(x, sigma)`` per image, ``[B]``, summed in float64 (objective comparisons of the
         variational solver need more than float32's 7 digits over ``10^5`` pixels)."""
-        u, mu, _ = self._responses(x, sigma, kernel)
-        e = self.psi(u, mu).sum(dim=(1, 2, 3), dtype=torch.float64)
+        u, mu, w, _ = self._responses(x, sigma, kernel)
+        p = self.psi(u, mu)
+        e = (p if w is None else w * p).sum(dim=(1, 2, 3), dtype=torch.float64)
         return e.view(x.shape[0], x.shape[1]).sum(1)
 
     def grad(self, x: torch.Tensor, sigma: Any, *, kernel: torch.Tensor | None = None) -> torch.Tensor:
         """``grad_x R(x, sigma) = W^T psi'(W x)``, shape of ``x``."""
-        u, mu, adjoint = self._responses(x, sigma, kernel)
-        return adjoint(self.psi_prime(u, mu))
+        u, mu, w, adjoint = self._responses(x, sigma, kernel)
+        dp = self.psi_prime(u, mu)
+        return adjoint(dp if w is None else w * dp)
 
     def energy_and_grad(
         self, x: torch.Tensor, sigma: Any, *, kernel: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Both at the cost of one forward filtering."""
-        u, mu, adjoint = self._responses(x, sigma, kernel)
+        u, mu, w, adjoint = self._responses(x, sigma, kernel)
         if self.f_minus is None:  # CRR: psi and psi' from one table look-up
             val, integral = self.f_plus.odd_with_integral(mu * u)
             p, dp = integral / (mu * mu), val / mu
         else:
             p, dp = self.psi(u, mu), self.psi_prime(u, mu)
+        if w is not None:
+            p, dp = w * p, w * dp
         e = p.sum(dim=(1, 2, 3), dtype=torch.float64).view(x.shape[0], x.shape[1]).sum(1)
         return e, adjoint(dp)
 
@@ -394,6 +438,9 @@ class RidgeRegularizer(nn.Module):
                 "prox_(lambda R) is single-valued, (1 - lambda rho)-cocoercive and 1/(1 - lambda rho)-Lipschitz "
                 "(not non-expansive, so no averaged-operator PnP guarantee)."
             )
+        if self.config.channel_conditioning:
+            notes += (" Per-filter weights w_c(sigma) = exp(a_c - max a) <= 1 scale each psi_c'' within the same bounds; "
+                      "per-filter widths change no curvature.")
         return RidgeCertificate(
             kind=self.kind,
             w_norm_bound=w,
@@ -425,6 +472,16 @@ class RidgeRegularizer(nn.Module):
         """``||P||^2`` of the boundary extension in ``Lip(grad R)`` and ``rho`` (1 for valid windows and
         for circular convolutions, whose norm the sup of the frequency response already bounds)."""
         return REFLECT_NORM_SQ if self.config.boundary == "reflect" else 1.0
+
+    def with_channel_conditioning(self) -> "RidgeRegularizer":
+        """A copy with per-filter conditioning added at ``a = b = 0``: the same ``R``, gradient and
+        certificate, with the per-filter functions free to train (a copy if it already has them)."""
+        cfg = dataclasses.replace(self.config, channel_conditioning=True)
+        new = RidgeRegularizer(cfg).to(device=self.lam.values.device, dtype=self.lam.values.dtype)
+        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
+        if unexpected or any(not k.startswith(("chan_w.", "chan_mu.")) for k in missing):
+            raise ValueError(f"state mismatch adding per-filter conditioning: missing {missing}, unexpected {unexpected}")
+        return new
 
     def with_boundary(self, boundary: str) -> "RidgeRegularizer":
         """A copy with the same weights and another ``boundary`` (``RIDGE_BOUNDARIES``)."""

@@ -162,9 +162,7 @@ def _lr_factor(cfg: RidgeTrainConfig, step: int) -> float:
 def _param_groups(reg: RidgeRegularizer, lr: float) -> list[dict[str, Any]]:
     conv = list(reg.conv.parameters())
     splines = [p for s in reg.splines() for p in s.parameters()]
-    scalars = list(reg.lam.parameters()) + list(reg.mu.parameters())
-    if reg.log_kappa is not None:
-        scalars.append(reg.log_kappa)
+    scalars = reg.scalar_parameters()
     return [
         {"params": conv, "lr": lr, "base": lr},
         {"params": splines, "lr": lr * 0.5, "base": lr * 0.5},
@@ -451,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
                          "reflection by half the filter size; crr only) or circular (periodic convolutions, no "
                          "factor in the certificate). New runs default to valid; with "
                          "--export-state it replaces the state's setting")
+    ap.add_argument("--channel-conditioning", action="store_true",
+                    help="per-filter weights and widths as functions of sigma (RidgeConfig.channel_conditioning); "
+                         "with --init they are added at zero, so training starts from the same model")
     a = ap.parse_args(argv)
     if a.export_state:
         try:
@@ -488,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         ap.error(str(exc).replace("sigma_range", "--sigma-range").replace("sigma_weight_power", "--sigma-weight-power"))
     try:
-        arch = RidgeConfig(kind=a.kind, boundary=a.boundary or "valid")
+        arch = RidgeConfig(kind=a.kind, boundary=a.boundary or "valid", channel_conditioning=a.channel_conditioning)
     except ValueError as exc:
         ap.error(str(exc).replace("boundary=", "--boundary "))
     if a.boundary is not None and init is not None:
@@ -499,6 +500,14 @@ def main(argv: list[str] | None = None) -> int:
             if not (Path(a.out) / "state.safetensors").exists():
                 save_ridge(reg0.with_boundary(a.boundary), init,
                            metadata={"boundary_from": str(a.init), "boundary": a.boundary})
+    if a.channel_conditioning and init is not None:
+        reg0, _ = load_ridge(init)
+        if not reg0.config.channel_conditioning:
+            Path(a.out).mkdir(parents=True, exist_ok=True)
+            src, init = init, Path(a.out) / "init-conditioning.safetensors"
+            if not (Path(a.out) / "state.safetensors").exists():
+                save_ridge(reg0.with_channel_conditioning(), init,
+                           metadata={"conditioning_from": str(src), "channel_conditioning": True})
     path = train_ridge(cfg, a.out, architecture=arch, init=init, time_budget_s=a.time_budget)
     print(path)
     return 0

@@ -413,3 +413,94 @@ def test_circular_boundary_is_allowed_for_wcrr_and_round_trips(tmp_path):
     save_ridge(reg, path)
     back, _ = load_ridge(path)
     assert back.config.boundary == "circular" and back.certificate() == cert
+
+
+# ------------------------------------------------------------------ per-filter conditioning
+def make_conditioned(kind: str, seed: int = 0, boundary: str = "valid") -> RidgeRegularizer:
+    """``make_reg`` with per-filter weights and widths, randomised (weights spread over ~e^-2)."""
+    reg = make_reg(kind, seed=seed, boundary=boundary).with_channel_conditioning()
+    g = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        reg.chan_w.values.copy_(torch.randn(reg.chan_w.values.shape, generator=g, dtype=torch.float64))
+        reg.chan_mu.values.copy_(0.5 * torch.randn(reg.chan_mu.values.shape, generator=g, dtype=torch.float64))
+    return reg
+
+
+def test_log_sigma_spline_rows_are_the_scalar_functions():
+    from denoisers.ridge.noise import LogSigmaSpline
+
+    g = torch.Generator().manual_seed(0)
+    vals = torch.randn(3, 6, generator=g, dtype=torch.float64)
+    many = LogSigmaSpline(vals, sigma_min=1 / 255, sigma_max=60 / 255).double()
+    sigma = torch.tensor([0.5 / 255, 2 / 255, 25 / 255, 0.3], dtype=torch.float64)
+    out = many(sigma)
+    assert out.shape == (4, 3)
+    for c in range(3):
+        one = LogSigmaSpline(vals[c], sigma_min=1 / 255, sigma_max=60 / 255).double()
+        assert torch.allclose(out[:, c], one(sigma), atol=1e-15)
+    with pytest.raises(ValueError, match="values"):
+        LogSigmaSpline(torch.zeros(2, 2, 3), sigma_min=0.1, sigma_max=0.2)
+
+
+@pytest.mark.parametrize("kind, boundary", [("crr", "valid"), ("crr", "circular"), ("wcrr", "valid")])
+def test_channel_conditioning_added_at_zero_is_the_same_regulariser(kind, boundary):
+    reg = make_reg(kind, seed=4, boundary=boundary)
+    new = reg.with_channel_conditioning()
+    assert new.config.channel_conditioning and not reg.config.channel_conditioning
+    x = torch.rand(2, 1, 14, 15, dtype=torch.float64)
+    sigma = torch.tensor([0.02, 0.2], dtype=torch.float64)
+    assert torch.equal(new.energy(x, sigma), reg.energy(x, sigma))
+    assert torch.equal(new.grad(x, sigma), reg.grad(x, sigma))
+    assert new.certificate() == reg.certificate()
+
+
+@pytest.mark.parametrize("kind, boundary", [("crr", "circular"), ("crr", "reflect"), ("wcrr", "valid")])
+def test_channel_conditioned_gradient_and_curvature_within_the_certificate(kind, boundary):
+    reg = make_conditioned(kind, seed=6, boundary=boundary)
+    sigma = torch.tensor([0.05, 0.1], dtype=torch.float64)
+    w = reg.channel_weights(sigma)
+    assert w.shape == (2, reg.conv.out_channels) and (w > 0).all() and (w.max(1).values == 1).all()
+    assert w.min() < 0.5  # the weights really differ across filters
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(2, 1, 12, 13, generator=g, dtype=torch.float64)
+    xr = x.clone().requires_grad_(True)
+    (auto,) = torch.autograd.grad(reg.energy(xr, sigma).sum(), xr)
+    ours = reg.grad(x, sigma)
+    assert torch.allclose(ours, auto, atol=1e-10)
+    d = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    h = 1e-6
+    fd = (reg.energy(x + h * d, sigma) - reg.energy(x - h * d, sigma)) / (2 * h)
+    assert torch.allclose(fd, (ours * d).flatten(1).sum(1), rtol=1e-5, atol=1e-8)
+    e2, g2 = reg.energy_and_grad(x, sigma)
+    assert torch.allclose(e2, reg.energy(x, sigma)) and torch.allclose(g2, ours)
+    # curvature: the certificate (computed without the weights) still bounds the Hessian
+    cert = reg.certificate()
+    x1 = x[:1]
+    top = hessian_spectral_norm(reg, x1, 0.1, iters=60)
+    assert 0 < top.value <= cert.lip_grad * (1 + 1e-9)
+    low = hessian_min_eigenvalue(reg, x1, 0.1, shift=cert.lip_grad, iters=150)
+    assert -low.value <= cert.weak_convexity + 1e-9
+    adv = adversarial_weak_convexity(reg, x1, 0.1, steps=60, lr=5e-2)
+    assert adv.value <= (1e-10 if kind == "crr" else cert.weak_convexity + 1e-9)
+
+
+def test_channel_conditioned_crr_prox_is_firmly_nonexpansive_and_round_trips(tmp_path):
+    reg = make_conditioned("crr", seed=1, boundary="circular")
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.rand(1, 1, 12, 12, generator=g, dtype=torch.float64)
+
+    class Diff(torch.nn.Module):
+        def forward(self, y, s):
+            x, _ = ridge_prox(reg, y.detach(), s, tol=1e-10, max_iter=5000)
+            lam = reg.lambda_of(torch.full((y.shape[0],), float(s), dtype=y.dtype)).view(-1, 1, 1, 1)
+            with torch.enable_grad():
+                return x + (y - x - lam * reg.grad(x, s)) / (1 + lam * reg.certificate().lip_grad)
+
+    est = adversarial_averagedness(Diff(), x0, 0.5, 0.1, steps=40, lr=5e-2, init_scale=0.2)
+    assert est.value <= 1.0 + 1e-6
+    path = tmp_path / "c.safetensors"
+    cert = save_ridge(reg.float(), path)
+    back, _ = load_ridge(path)
+    assert back.config.channel_conditioning and back.certificate() == cert
+    y = torch.rand(1, 1, 14, 14)
+    assert torch.equal(back.grad(y, 0.07), reg.grad(y, 0.07))
