@@ -50,7 +50,7 @@ STATE_KIND = "ridge-train-state"
 RIDGE_MODES = ("unrolled", "deq-jfb", "deq-implicit")
 SIGMA_REF = 25.0 / 255
 # training-config fields added after states were written, with the value those states were trained with
-_LEGACY_FIELDS = {"loss_crop": 0, "sigma_weight_power": 1.0}
+_LEGACY_FIELDS = {"loss_crop": 0, "sigma_weight_power": 1.0, "scalar_lr_factor": 5.0}
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ class RidgeTrainConfig:
     tv2_weight: float = 1e-5
     loss_crop: int = 6
     sigma_weight_power: float = 1.0
+    scalar_lr_factor: float = 5.0
     seed: int = 0
     validate_every: int = 250
     checkpoint_every: int = 50
@@ -97,6 +98,10 @@ class RidgeTrainConfig:
                 or not math.isfinite(self.sigma_weight_power):
             raise ValueError(f"sigma_weight_power must be a finite number, got {self.sigma_weight_power!r}")
         object.__setattr__(self, "sigma_weight_power", float(self.sigma_weight_power))
+        if isinstance(self.scalar_lr_factor, bool) or not isinstance(self.scalar_lr_factor, (int, float)) \
+                or not (self.scalar_lr_factor > 0 and math.isfinite(self.scalar_lr_factor)):
+            raise ValueError(f"scalar_lr_factor must be a finite number > 0, got {self.scalar_lr_factor!r}")
+        object.__setattr__(self, "scalar_lr_factor", float(self.scalar_lr_factor))
         if not (self.tv2_weight >= 0 and math.isfinite(self.tv2_weight)):
             raise ValueError(f"tv2_weight must be a finite number >= 0, got {self.tv2_weight!r}")
 
@@ -159,14 +164,14 @@ def _lr_factor(cfg: RidgeTrainConfig, step: int) -> float:
     return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
 
-def _param_groups(reg: RidgeRegularizer, lr: float) -> list[dict[str, Any]]:
+def _param_groups(reg: RidgeRegularizer, lr: float, scalar_factor: float = 5.0) -> list[dict[str, Any]]:
     conv = list(reg.conv.parameters())
     splines = [p for s in reg.splines() for p in s.parameters()]
     scalars = reg.scalar_parameters()
     return [
         {"params": conv, "lr": lr, "base": lr},
         {"params": splines, "lr": lr * 0.5, "base": lr * 0.5},
-        {"params": scalars, "lr": lr * 5, "base": lr * 5},
+        {"params": scalars, "lr": lr * scalar_factor, "base": lr * scalar_factor},
     ]
 
 
@@ -300,7 +305,7 @@ def train_ridge(
             raise CheckpointError(f"{state_path}: written by another training config; use another --out folder")
         architecture = RidgeConfig.from_dict(meta["architecture"])
         reg = RidgeRegularizer(architecture)
-        opt = torch.optim.Adam(_param_groups(reg, config.lr))
+        opt = torch.optim.Adam(_param_groups(reg, config.lr, config.scalar_lr_factor))
         _restore(reg, opt, tensors)
         start = int(meta["step"])
         history = meta.get("history", history)
@@ -313,7 +318,7 @@ def train_ridge(
         else:
             architecture = architecture or RidgeConfig()
             reg = RidgeRegularizer(architecture)
-        opt = torch.optim.Adam(_param_groups(reg, config.lr))
+        opt = torch.optim.Adam(_param_groups(reg, config.lr, config.scalar_lr_factor))
 
     def save_state(step: int) -> None:
         tensors = _state_tensors(reg, opt)
@@ -435,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="training noise levels, in /255 (default %g:%g)" % tuple(v * 255 for v in RidgeTrainConfig.sigma_range))
     ap.add_argument("--sigma-weight-power", type=float, default=RidgeTrainConfig.sigma_weight_power,
                     help="weight each patch's squared error by (25/255 / sigma)^P (0: plain MSE)")
+    ap.add_argument("--scalar-lr-factor", type=float, default=RidgeTrainConfig.scalar_lr_factor,
+                    help="learning rate of the functions of sigma (lambda, mu, per-filter) as a multiple of --lr")
     ap.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds (state saved)")
     ap.add_argument("--init", default=None, help="start from these ridge weights")
     ap.add_argument("--spline-grid", default=None, metavar="KNOTS:RANGE",
@@ -485,9 +492,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = RidgeTrainConfig(mode=a.mode, steps=a.steps, batch_size=a.batch_size, patch_size=a.patch_size, lr=a.lr,
                                loss_crop=a.loss_crop, validate_every=a.validate_every, sigma_range=sigma_range,
-                               sigma_weight_power=a.sigma_weight_power)
+                               sigma_weight_power=a.sigma_weight_power, scalar_lr_factor=a.scalar_lr_factor)
     except ValueError as exc:
-        ap.error(str(exc).replace("sigma_range", "--sigma-range").replace("sigma_weight_power", "--sigma-weight-power"))
+        ap.error(str(exc).replace("sigma_range", "--sigma-range").replace("sigma_weight_power", "--sigma-weight-power")
+                 .replace("scalar_lr_factor", "--scalar-lr-factor"))
     try:
         arch = RidgeConfig(kind=a.kind, boundary=a.boundary or "valid", channel_conditioning=a.channel_conditioning)
     except ValueError as exc:

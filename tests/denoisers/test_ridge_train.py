@@ -118,11 +118,32 @@ def test_sigma_weight_power_is_validated(power):
         RidgeTrainConfig(sigma_weight_power=power)
 
 
+@pytest.mark.parametrize("factor", [0.0, -1.0, float("nan"), float("inf"), True])
+def test_scalar_lr_factor_is_validated(factor):
+    with pytest.raises(ValueError, match="scalar_lr_factor"):
+        RidgeTrainConfig(scalar_lr_factor=factor)
+
+
+def test_scalar_lr_factor_sets_the_lr_of_the_functions_of_sigma():
+    from denoisers.ridge.train import _param_groups
+
+    reg = RidgeRegularizer(RidgeConfig(kind="crr", channel_conditioning=True, **ARCH))
+    groups = _param_groups(reg, 1e-3, 20.0)
+    scal = groups[-1]
+    assert scal["lr"] == pytest.approx(2e-2)
+    ids = {id(p) for p in scal["params"]}
+    for p in (reg.lam.values, reg.mu.values, reg.chan_w.values, reg.chan_mu.values):
+        assert id(p) in ids
+    # every parameter is in exactly one group
+    assert sum(len(g["params"]) for g in groups) == len(list(reg.parameters()))
+
+
 @pytest.mark.parametrize("args, message", [
     (["--sigma-range", "5"], "--sigma-range must be LO:HI"),
     (["--sigma-range", "30:2"], "--sigma-range must satisfy"),
     (["--sigma-range", "0:30"], "--sigma-range must satisfy"),
     (["--sigma-weight-power", "nan"], "--sigma-weight-power must be a finite number"),
+    (["--scalar-lr-factor", "0"], "--scalar-lr-factor must be a finite number > 0"),
     (["--kind", "wcrr", "--boundary", "reflect"], "--boundary 'reflect' is for crr only"),
     (["--boundary", "replicate"], "invalid choice"),
 ])
