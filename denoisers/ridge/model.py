@@ -483,6 +483,43 @@ class RidgeRegularizer(nn.Module):
             raise ValueError(f"state mismatch adding per-filter conditioning: missing {missing}, unexpected {unexpected}")
         return new
 
+    @torch.no_grad()
+    def as_wcrr(self, lambda_max: float = 0.5) -> "RidgeRegularizer":
+        """A WCRR that starts as this CRR: the convex model is the WCRR with ``f- = 0``.
+
+        With ``f- = 0`` the WCRR term ``lambda_w psi_w'(t) = lambda_w f+(kappa mu_w t) / mu_w`` equals the
+        CRR's ``lambda f+(mu t) / mu`` for ``kappa = K``, ``mu_w = mu / K`` and ``lambda_w = lambda / K``.
+        ``K = sup lambda / lambda_max`` (at least 1) brings ``lambda_w`` under the cap, so the weakly
+        convex part ``f-`` (zero, on the same knots) is then free to grow with ``lambda_w rho < 1``.
+        ``lambda_w = cap sigmoid(a)`` is matched at the knots of ``lambda(sigma)``: the two models are
+        the same function of ``x`` at those noise levels and differ between them only by the
+        interpolation of ``logit(lambda / (K cap))`` instead of ``log lambda``. ``Lip(grad R)`` is
+        multiplied by ``K`` and ``lambda`` divided by it, so ``lambda Lip(grad R)`` is unchanged.
+        """
+        if self.kind != "crr":
+            raise ValueError(f"as_wcrr converts a crr, got a {self.kind}")
+        cap = self.config.lambda_cap
+        if not (0.0 < lambda_max < cap):
+            raise ValueError(f"lambda_max must be in (0, lambda_cap = {cap}), got {lambda_max!r}")
+        if self.config.boundary == "reflect":
+            raise ValueError("a wcrr cannot use the reflect boundary (it would multiply rho by 4); "
+                             "convert the crr to valid or circular first (with_boundary)")
+        cfg = dataclasses.replace(self.config, kind="wcrr")
+        new = RidgeRegularizer(cfg).to(device=self.lam.values.device, dtype=self.lam.values.dtype)
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith(("lam.", "mu."))}
+        missing, unexpected = new.load_state_dict(state, strict=False)
+        if unexpected or set(missing) != {"lam.values", "mu.values", "log_kappa", *(
+                k for k in new.state_dict() if k.startswith("f_minus."))}:
+            raise ValueError(f"state mismatch converting to wcrr: missing {missing}, unexpected {unexpected}")
+        lam = self.lam.values.double().exp()
+        big_k = max(1.0, float(lam.max()) / lambda_max)
+        ratio = lam / (big_k * cap)  # in (0, lambda_max / cap]
+        new.lam.values.copy_(torch.log(ratio / (1.0 - ratio)).to(new.lam.values.dtype))
+        new.mu.values.copy_((self.mu.values.double() - math.log(big_k)).to(new.mu.values.dtype))
+        new.log_kappa.fill_(math.log(big_k))
+        new.f_minus.coefficients.zero_()
+        return new
+
     def with_boundary(self, boundary: str) -> "RidgeRegularizer":
         """A copy with the same weights and another ``boundary`` (``RIDGE_BOUNDARIES``)."""
         cfg = dataclasses.replace(self.config, boundary=boundary)

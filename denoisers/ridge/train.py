@@ -459,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--channel-conditioning", action="store_true",
                     help="per-filter weights and widths as functions of sigma (RidgeConfig.channel_conditioning); "
                          "with --init they are added at zero, so training starts from the same model")
+    ap.add_argument("--wcrr-lambda-max", type=float, default=0.5,
+                    help="with --kind wcrr and a crr --init: the crr becomes the wcrr with f- = 0 "
+                         "(RidgeRegularizer.as_wcrr), its lambda(sigma) scaled to this supremum (default 0.5)")
     a = ap.parse_args(argv)
     if a.export_state:
         try:
@@ -516,6 +519,17 @@ def main(argv: list[str] | None = None) -> int:
             if not (Path(a.out) / "state.safetensors").exists():
                 save_ridge(reg0.with_channel_conditioning(), init,
                            metadata={"conditioning_from": str(src), "channel_conditioning": True})
+    if a.kind == "wcrr" and init is not None:
+        reg0, _ = load_ridge(init)
+        if reg0.kind == "crr":
+            Path(a.out).mkdir(parents=True, exist_ok=True)
+            src, init = init, Path(a.out) / "init-wcrr.safetensors"
+            if not (Path(a.out) / "state.safetensors").exists():
+                try:
+                    reg1 = reg0.as_wcrr(a.wcrr_lambda_max)
+                except ValueError as exc:
+                    ap.error(str(exc).replace("lambda_max", "--wcrr-lambda-max"))
+                save_ridge(reg1, init, metadata={"wcrr_from_crr": str(src), "wcrr_lambda_max": a.wcrr_lambda_max})
     path = train_ridge(cfg, a.out, architecture=arch, init=init, time_budget_s=a.time_budget)
     print(path)
     return 0

@@ -505,3 +505,40 @@ def test_channel_conditioned_crr_prox_is_firmly_nonexpansive_and_round_trips(tmp
     assert back.config.channel_conditioning and back.certificate() == cert
     y = torch.rand(1, 1, 14, 14)
     assert torch.equal(back.grad(y, 0.07), reg.grad(y, 0.07))
+
+
+@pytest.mark.parametrize("boundary, conditioned", [("valid", False), ("circular", True)])
+def test_crr_as_wcrr_is_the_same_prior_at_the_knots(boundary, conditioned):
+    """``as_wcrr``: the crr is the wcrr with ``f- = 0``; ``lambda R`` and its gradient agree at the knots of
+    ``lambda(sigma)``, ``sup lambda`` is the requested one, ``lambda Lip(grad R)`` is kept and ``rho = 0``."""
+    reg = make_conditioned("crr", seed=2, boundary=boundary) if conditioned else make_reg("crr", seed=2, boundary=boundary)
+    with torch.no_grad():
+        reg.lam.values.copy_(torch.linspace(0.5, 4.0, reg.lam.values.numel(), dtype=torch.float64))  # lambda up to e^4
+    w = reg.as_wcrr(0.4)
+    assert w.kind == "wcrr" and w.config.channel_conditioning == conditioned and w.config.boundary == boundary
+    cert_c, cert_w = reg.certificate(), w.certificate()
+    assert cert_w.weak_convexity == 0.0 and math.isclose(cert_w.lambda_max, 0.4, rel_tol=1e-12)
+    assert math.isclose(cert_w.lambda_max * cert_w.lip_grad, cert_c.lambda_max * cert_c.lip_grad, rel_tol=1e-9)
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 1, 13, 12, generator=g, dtype=torch.float64)
+    for s in reg.lam.knots.tolist():
+        sv = torch.full((2,), s, dtype=torch.float64)
+        lc, lw = reg.lambda_of(sv)[0], w.lambda_of(sv)[0]
+        assert torch.allclose(lw * w.grad(x, s), lc * reg.grad(x, s), rtol=1e-9, atol=1e-12)
+        assert torch.allclose(lw * w.energy(x, s), lc * reg.energy(x, s), rtol=1e-9)
+    # between the knots the two differ only through the interpolation of lambda: same x-dependence
+    s = 0.5 * (reg.lam.knots[2] + reg.lam.knots[3]).item()
+    ratio = (w.grad(x, s) / reg.grad(x, s))[reg.grad(x, s).abs() > 1e-8]
+    assert torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-9)
+    # the weakly convex part trains from zero: a gradient reaches f-
+    w.energy(x, 0.05).sum().backward()
+    assert w.f_minus.coefficients.grad is not None
+
+
+def test_as_wcrr_refusals():
+    with pytest.raises(ValueError, match="converts a crr"):
+        make_reg("wcrr").as_wcrr()
+    with pytest.raises(ValueError, match="lambda_max"):
+        make_reg("crr").as_wcrr(0.99)
+    with pytest.raises(ValueError, match="reflect"):
+        make_reg("crr", boundary="reflect").as_wcrr()

@@ -243,3 +243,24 @@ def test_export_state_with_the_reflect_boundary(tmp_path):
     assert r.certificate().lip_grad == pytest.approx(4 * v.certificate().lip_grad, rel=1e-12)
     for a, b in zip(v.state_dict().values(), r.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_module_cli_turns_a_crr_init_into_a_wcrr(tmp_path):
+    """``--kind wcrr --init CRR``: the run starts from ``as_wcrr`` of the crr (written next to the state)."""
+    from denoisers.ridge.train import main, save_ridge
+    from denoisers.train.trainer import validation_images
+
+    if validation_images(1)[0] is None:
+        pytest.skip("needs ../shared/data")
+    reg = RidgeRegularizer(RidgeConfig(kind="crr", **ARCH))
+    init = tmp_path / "init.safetensors"
+    save_ridge(reg, init)
+    out = tmp_path / "run"
+    assert main(["--kind", "wcrr", "--init", str(init), "--wcrr-lambda-max", "0.3", "--steps", "1", "--batch-size", "2",
+                 "--patch-size", "16", "--validate-every", "100", "--out", str(out)]) == 0
+    start, meta = load_ridge(out / "init-wcrr.safetensors")
+    assert start.kind == "wcrr" and abs(start.lambda_max() - 0.3) < 1e-6 and meta["wcrr_from_crr"] == str(init)
+    trained, _ = load_ridge(out / "wcrr.safetensors")
+    assert trained.kind == "wcrr"
+    with pytest.raises(SystemExit):
+        main(["--kind", "wcrr", "--init", str(init), "--wcrr-lambda-max", "1.5", "--out", str(tmp_path / "x")])
