@@ -27,6 +27,11 @@ truncated-penalty-like profiles for WCRR).
 * **WCRR** (``kind="wcrr"``): ``psi_c`` is ``s-``-weakly convex (``psi'' >= -s- >= -1``), so ``R``
   is ``rho``-weakly convex with ``rho = s- ||W||^2 <= 1``, the difference of two convex parts, and
   ``Lip(grad R) <= max(kappa s+, s-) ||W||^2``; ``kappa = exp(log_kappa)`` is learned.
+  With ``minus_scale=True`` the weakly convex part has its own learned width ``nu = exp(log_nu)``:
+  ``F-(nu mu t) / (nu mu)^2`` in ``psi`` (``f-(nu mu t) / (nu mu)`` in ``psi'``), whose curvature is
+  ``-f-'(nu mu t)`` as before, so every constant is unchanged (``nu = 1`` is the model without it).
+  It lets ``f-`` act on the responses at the scale of ``f+`` when ``kappa`` is large (a crr turned
+  into a wcrr by ``as_wcrr`` has ``kappa = nu = sup lambda_crr / lambda_max``).
 * **Noise conditioning**: ``lambda(sigma)`` and ``mu(sigma)`` are learned functions of
   ``log sigma`` (:class:`denoisers.ridge.noise.LogSigmaSpline`): CRR ``lambda = exp(a(sigma))``;
   WCRR ``lambda = lambda_cap * sigmoid(a(sigma))`` with ``lambda_cap < 1``, so that
@@ -94,6 +99,7 @@ class RidgeConfig:
     grid: int = 256
     boundary: str = "valid"
     channel_conditioning: bool = False
+    minus_scale: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in RIDGE_KINDS:
@@ -114,6 +120,10 @@ class RidgeConfig:
             raise ValueError(f"sigma_knots must be an integer >= 2, got {self.sigma_knots!r}")
         if not isinstance(self.channel_conditioning, bool):
             raise ValueError(f"channel_conditioning must be true or false, got {self.channel_conditioning!r}")
+        if not isinstance(self.minus_scale, bool):
+            raise ValueError(f"minus_scale must be true or false, got {self.minus_scale!r}")
+        if self.minus_scale and self.kind != "wcrr":
+            raise ValueError("minus_scale is the width of the weakly convex part f-: wcrr only")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -223,6 +233,7 @@ class RidgeRegularizer(nn.Module):
         else:
             lam0 = torch.full((n,), math.log(0.9 / (cfg.lambda_cap - 0.9)) if cfg.lambda_cap > 0.9 else 0.0)
             self.log_kappa = nn.Parameter(torch.tensor(3.0))
+        self.log_nu = nn.Parameter(torch.tensor(0.0)) if cfg.minus_scale else None
         self.lam = LogSigmaSpline(lam0, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)
         self.mu = LogSigmaSpline(math.log(4.0) - z, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)
         if cfg.channel_conditioning:
@@ -242,6 +253,12 @@ class RidgeRegularizer(nn.Module):
         if self.log_kappa is None:
             return torch.ones((), dtype=self.lam.values.dtype, device=self.lam.values.device)
         return self.log_kappa.exp()
+
+    def nu(self) -> torch.Tensor:
+        """The width factor ``nu`` of the weakly convex part (1 without ``minus_scale``)."""
+        if self.log_nu is None:
+            return torch.ones((), dtype=self.lam.values.dtype, device=self.lam.values.device)
+        return self.log_nu.exp()
 
     def lambda_of(self, sigma: torch.Tensor) -> torch.Tensor:
         """``lambda(sigma)``, ``[B]`` for a ``[B]`` tensor of levels."""
@@ -267,9 +284,9 @@ class RidgeRegularizer(nn.Module):
         return mu if self.chan_mu is None else mu * self.chan_mu(sigma).exp()
 
     def scalar_parameters(self) -> list[nn.Parameter]:
-        """The parameters of the functions of ``sigma`` (and ``log_kappa``)."""
+        """The parameters of the functions of ``sigma`` (and ``log_kappa``, ``log_nu``)."""
         mods = [m for m in (self.lam, self.mu, self.chan_w, self.chan_mu) if m is not None]
-        return [p for m in mods for p in m.parameters()] + ([self.log_kappa] if self.log_kappa is not None else [])
+        return [p for m in mods for p in m.parameters()] + [p for p in (self.log_kappa, self.log_nu) if p is not None]
 
     def lambda_max(self) -> float:
         a = self.lam.sup()
@@ -346,9 +363,12 @@ class RidgeRegularizer(nn.Module):
     # profiles: odd parts of the splines, f_odd(a) = (f(a) - f(-a)) / 2 (monotone, slopes <= 1),
     # evaluated as the linear splines they are (LinearSpline.odd: one table look-up, not two)
     def _g(self, a: torch.Tensor) -> torch.Tensor:
-        """WCRR: ``g(a) = f+_odd(kappa a) - f-_odd(a)`` (before the positive part)."""
+        """WCRR: ``g(a) = f+_odd(kappa a) - f-_odd(nu a) / nu`` (before the positive part)."""
         kap = self.kappa().to(a.dtype)
-        return self.f_plus.odd(kap * a) - self.f_minus.odd(a)
+        if self.log_nu is None:
+            return self.f_plus.odd(kap * a) - self.f_minus.odd(a)
+        nu = self.nu().to(a.dtype)
+        return self.f_plus.odd(kap * a) - self.f_minus.odd(nu * a) / nu
 
     def psi_prime(self, u: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """``psi'(u)`` for filter responses ``u = W x`` ``[N, C, h, w]``, ``mu`` ``[N, 1, 1, 1]``."""
@@ -367,11 +387,12 @@ class RidgeRegularizer(nn.Module):
 
     def _positive_integral(self, a: torch.Tensor) -> torch.Tensor:
         """``int_0^a max(0, g(s)) ds`` for ``a >= 0``, exactly: ``g`` is linear between the merged
-        knots ``{t_k / kappa} U {t_k}`` (``t_k >= 0``) and beyond the last one."""
+        knots ``{t_k / kappa} U {t_k / nu}`` (``t_k >= 0``) and beyond the last one."""
         kap = self.kappa().to(a.dtype)
+        nu = self.nu().to(a.dtype)
         t = self.f_minus.grid(a.dtype, a.device)
         t = t[t >= 0]
-        P = torch.unique(torch.cat([t / kap.detach(), t]))  # sorted, starts at 0
+        P = torch.unique(torch.cat([t / kap.detach(), t / nu.detach()]))  # sorted, starts at 0
         c = self.f_minus.channels
         G = self._g(P.view(1, 1, -1).expand(1, c, -1).contiguous())[0]  # [C, J]
         w = torch.diff(P)
@@ -490,7 +511,9 @@ class RidgeRegularizer(nn.Module):
         With ``f- = 0`` the WCRR term ``lambda_w psi_w'(t) = lambda_w f+(kappa mu_w t) / mu_w`` equals the
         CRR's ``lambda f+(mu t) / mu`` for ``kappa = K``, ``mu_w = mu / K`` and ``lambda_w = lambda / K``.
         ``K = sup lambda / lambda_max`` (at least 1) brings ``lambda_w`` under the cap, so the weakly
-        convex part ``f-`` (zero, on the same knots) is then free to grow with ``lambda_w rho < 1``.
+        convex part ``f-`` (zero, on the same knots) is then free to grow with ``lambda_w rho < 1``;
+        its width factor ``nu = K`` (``minus_scale``) makes it see the responses at the crr's scale
+        ``mu t`` (with ``nu = 1`` it would see ``mu t / K``, all inside its first spline piece).
         ``lambda_w = cap sigmoid(a)`` is matched at the knots of ``lambda(sigma)``: the two models are
         the same function of ``x`` at those noise levels and differ between them only by the
         interpolation of ``logit(lambda / (K cap))`` instead of ``log lambda``. ``Lip(grad R)`` is
@@ -504,11 +527,11 @@ class RidgeRegularizer(nn.Module):
         if self.config.boundary == "reflect":
             raise ValueError("a wcrr cannot use the reflect boundary (it would multiply rho by 4); "
                              "convert the crr to valid or circular first (with_boundary)")
-        cfg = dataclasses.replace(self.config, kind="wcrr")
+        cfg = dataclasses.replace(self.config, kind="wcrr", minus_scale=True)
         new = RidgeRegularizer(cfg).to(device=self.lam.values.device, dtype=self.lam.values.dtype)
         state = {k: v for k, v in self.state_dict().items() if not k.startswith(("lam.", "mu."))}
         missing, unexpected = new.load_state_dict(state, strict=False)
-        if unexpected or set(missing) != {"lam.values", "mu.values", "log_kappa", *(
+        if unexpected or set(missing) != {"lam.values", "mu.values", "log_kappa", "log_nu", *(
                 k for k in new.state_dict() if k.startswith("f_minus."))}:
             raise ValueError(f"state mismatch converting to wcrr: missing {missing}, unexpected {unexpected}")
         lam = self.lam.values.double().exp()
@@ -517,6 +540,7 @@ class RidgeRegularizer(nn.Module):
         new.lam.values.copy_(torch.log(ratio / (1.0 - ratio)).to(new.lam.values.dtype))
         new.mu.values.copy_((self.mu.values.double() - math.log(big_k)).to(new.mu.values.dtype))
         new.log_kappa.fill_(math.log(big_k))
+        new.log_nu.fill_(math.log(big_k))  # f- sees nu mu_w t = mu t: the responses at the crr's scale
         new.f_minus.coefficients.zero_()
         return new
 

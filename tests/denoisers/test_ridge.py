@@ -542,3 +542,53 @@ def test_as_wcrr_refusals():
         make_reg("crr").as_wcrr(0.99)
     with pytest.raises(ValueError, match="reflect"):
         make_reg("crr", boundary="reflect").as_wcrr()
+
+
+def make_minus_scaled(seed: int = 0, log_nu: float = 1.2) -> RidgeRegularizer:
+    """A wcrr whose weakly convex part has its own width ``nu`` (``minus_scale``), generic splines."""
+    torch.manual_seed(seed)
+    reg = RidgeRegularizer(RidgeConfig(kind="wcrr", minus_scale=True, **SMALL)).double()
+    with torch.no_grad():
+        for s in reg.splines():
+            s.coefficients.add_(0.15 * torch.randn_like(s.coefficients))
+        for w in reg.conv.weights:
+            w.add_(0.2 * torch.randn_like(w))
+        reg.mu.values.add_(0.3)
+        reg.log_kappa.fill_(0.8)
+        reg.log_nu.fill_(log_nu)
+    project_splines_(reg)
+    return reg
+
+
+def test_minus_scale_at_one_is_the_model_without_it():
+    reg = make_reg("wcrr", seed=3)
+    cfg = RidgeConfig(kind="wcrr", minus_scale=True, **SMALL)
+    new = RidgeRegularizer(cfg).double()
+    missing, unexpected = new.load_state_dict(reg.state_dict(), strict=False)
+    assert missing == ["log_nu"] and not unexpected
+    x = torch.rand(2, 1, 12, 12, dtype=torch.float64)
+    assert torch.equal(new.energy(x, 0.1), reg.energy(x, 0.1)) and torch.equal(new.grad(x, 0.1), reg.grad(x, 0.1))
+    assert new.certificate() == reg.certificate()
+    with pytest.raises(ValueError, match="minus_scale"):
+        RidgeConfig(kind="crr", minus_scale=True)
+
+
+@pytest.mark.parametrize("log_nu", [1.2, -0.7])
+def test_minus_scaled_gradient_and_curvature_within_the_certificate(log_nu, tmp_path):
+    reg = make_minus_scaled(seed=7, log_nu=log_nu)
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(2, 1, 12, 13, generator=g, dtype=torch.float64)
+    sigma = torch.tensor([0.05, 0.1], dtype=torch.float64)
+    assert_gradient_matches(reg, x, sigma, g)  # the exact integral over the knots {t/kappa} U {t/nu}
+    cert = reg.certificate()
+    x1 = torch.rand(1, 1, 16, 16, generator=g, dtype=torch.float64)
+    top = hessian_spectral_norm(reg, x1, 0.1, iters=60)
+    assert 0 < top.value <= cert.lip_grad * (1 + 1e-9)
+    low = hessian_min_eigenvalue(reg, x1, 0.1, shift=cert.lip_grad, iters=150)
+    assert -low.value <= cert.weak_convexity + 1e-9
+    adv = adversarial_weak_convexity(reg, x1, 0.1, steps=60, lr=5e-2)
+    assert adv.value <= cert.weak_convexity + 1e-9
+    path = tmp_path / "w.safetensors"
+    save_ridge(reg.float(), path)
+    back, _ = load_ridge(path)
+    assert back.config.minus_scale and torch.equal(back.log_nu, reg.float().log_nu)
