@@ -30,8 +30,8 @@ truncated-penalty-like profiles for WCRR).
   With ``minus_scale=True`` the weakly convex part has its own learned width ``nu = exp(log_nu)``:
   ``F-(nu mu t) / (nu mu)^2`` in ``psi`` (``f-(nu mu t) / (nu mu)`` in ``psi'``), whose curvature is
   ``-f-'(nu mu t)`` as before, so every constant is unchanged (``nu = 1`` is the model without it).
-  It lets ``f-`` act on the responses at the scale of ``f+`` when ``kappa`` is large (a crr turned
-  into a wcrr by ``as_wcrr`` has ``kappa = nu = sup lambda_crr / lambda_max``).
+  It decouples where ``f-`` acts (the responses ``t`` with ``nu mu t`` on its knots) from where
+  ``f+`` acts (``kappa mu t``); ``as_wcrr`` starts it at ``nu = 1``.
 * **Noise conditioning**: ``lambda(sigma)`` and ``mu(sigma)`` are learned functions of
   ``log sigma`` (:class:`denoisers.ridge.noise.LogSigmaSpline`): CRR ``lambda = exp(a(sigma))``;
   WCRR ``lambda = lambda_cap * sigmoid(a(sigma))`` with ``lambda_cap < 1``, so that
@@ -511,9 +511,10 @@ class RidgeRegularizer(nn.Module):
         With ``f- = 0`` the WCRR term ``lambda_w psi_w'(t) = lambda_w f+(kappa mu_w t) / mu_w`` equals the
         CRR's ``lambda f+(mu t) / mu`` for ``kappa = K``, ``mu_w = mu / K`` and ``lambda_w = lambda / K``.
         ``K = sup lambda / lambda_max`` (at least 1) brings ``lambda_w`` under the cap, so the weakly
-        convex part ``f-`` (zero, on the same knots) is then free to grow with ``lambda_w rho < 1``;
-        its width factor ``nu = K`` (``minus_scale``) makes it see the responses at the crr's scale
-        ``mu t`` (with ``nu = 1`` it would see ``mu t / K``, all inside its first spline piece).
+        convex part ``f-`` (zero, on the same knots) is then free to grow with ``lambda_w rho < 1``.
+        It sees ``mu t / K``: the large (edge) responses, where ``f+`` has long saturated, fall on its
+        knots, which is where a truncation of the profile acts; its width ``nu`` (``minus_scale``)
+        starts at 1 and is learned.
         ``lambda_w = cap sigmoid(a)`` is matched at the knots of ``lambda(sigma)``: the two models are
         the same function of ``x`` at those noise levels and differ between them only by the
         interpolation of ``logit(lambda / (K cap))`` instead of ``log lambda``. ``Lip(grad R)`` is
@@ -540,7 +541,7 @@ class RidgeRegularizer(nn.Module):
         new.lam.values.copy_(torch.log(ratio / (1.0 - ratio)).to(new.lam.values.dtype))
         new.mu.values.copy_((self.mu.values.double() - math.log(big_k)).to(new.mu.values.dtype))
         new.log_kappa.fill_(math.log(big_k))
-        new.log_nu.fill_(math.log(big_k))  # f- sees nu mu_w t = mu t: the responses at the crr's scale
+        new.log_nu.zero_()  # f- sees mu_w t = mu t / K: on its knots for responses K times larger than f+'s
         new.f_minus.coefficients.zero_()
         return new
 
