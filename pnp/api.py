@@ -119,13 +119,15 @@ SOLVER_CHOICES = ("auto", *SOLVERS, "variational")
 #: ``nu``: the prior is evaluated at ``sigma`` and weighted by ``multiplier * lambda(sigma)``. Chosen by
 #: ``pnp bench calibrate`` on a development image (train400 test_001; kernels levin:0, uniform:9,
 #: gaussian:25:1.6; factors 0.25/0.5/1/2; the ``levin10-cal4`` protocol's header has the commands):
-#: crr 1 at 7.65/255 (27.55 dB) and 12.75/255 (26.95 dB), wcrr 0.5 at 7.65/255 (27.57 dB).
+#: crr 1 at 7.65/255 (27.55 dB) and 12.75/255 (26.95 dB), wcrr 0.5 at 7.65/255 (27.57 dB; the former wcrr weights).
 #: ``crr-circular`` (the crr weights on the image's torus, zoo name ``crr-circular``): a 2-D search
 #: over factors 0.71/1/1.41 and multipliers 0.5/1/2 on test_001 (levin:0, gaussian:25:1.6,
 #: 7.65/255) put the optimum at 0.71 and 0.5 (28.20 dB against 27.84 for 1 and 1; the
-#: ``levin10-cal5`` protocol's header has the command).
+#: ``levin10-cal5`` protocol's header has the command). The shipped ``wcrr`` is the crr on the torus
+#: turned weakly convex (``RidgeRegularizer.as_wcrr``: the same ``lambda R`` at the knots of
+#: ``lambda(sigma)``), so it takes ``crr-circular``'s rule (the ``levin10-cal9`` protocol), not re-scanned.
 RIDGE_VARIATIONAL_RULE: dict[str, tuple[float, float]] = {
-    "crr": (1.0, 1.0), "crr-circular": (0.7071, 0.5), "wcrr": (0.5, 1.0),
+    "crr": (1.0, 1.0), "crr-circular": (0.7071, 0.5), "wcrr": (0.7071, 0.5),
 }
 
 #: ``(sigma / nu, gamma ||A||^2)`` of PnP-ADMM with a shipped firmly non-expansive network (zoo names
