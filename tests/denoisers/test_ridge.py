@@ -24,10 +24,11 @@ from denoisers.ridge.train import load_ridge, save_ridge
 SMALL = dict(channels=(1, 3, 6), kernel_size=3, spline_knots=17, spline_range=2.0, grid=64)
 
 
-def make_reg(kind: str, seed: int = 0, boundary: str = "valid") -> RidgeRegularizer:
-    """A small regulariser with generic (randomised, projected) splines, float64."""
+def make_reg(kind: str, seed: int = 0, boundary: str = "valid", **config) -> RidgeRegularizer:
+    """A small regulariser with generic (randomised, projected) splines, float64 (``config``: more
+    ``RidgeConfig`` fields)."""
     torch.manual_seed(seed)
-    reg = RidgeRegularizer(RidgeConfig(kind=kind, boundary=boundary, **SMALL)).double()
+    reg = RidgeRegularizer(RidgeConfig(kind=kind, boundary=boundary, **SMALL, **config)).double()
     with torch.no_grad():
         for s in reg.splines():
             s.coefficients.add_(0.15 * torch.randn_like(s.coefficients))
@@ -546,17 +547,10 @@ def test_as_wcrr_refusals():
 
 def make_minus_scaled(seed: int = 0, log_nu: float = 1.2) -> RidgeRegularizer:
     """A wcrr whose weakly convex part has its own width ``nu`` (``minus_scale``), generic splines."""
-    torch.manual_seed(seed)
-    reg = RidgeRegularizer(RidgeConfig(kind="wcrr", minus_scale=True, **SMALL)).double()
+    reg = make_reg("wcrr", seed=seed, minus_scale=True)
     with torch.no_grad():
-        for s in reg.splines():
-            s.coefficients.add_(0.15 * torch.randn_like(s.coefficients))
-        for w in reg.conv.weights:
-            w.add_(0.2 * torch.randn_like(w))
-        reg.mu.values.add_(0.3)
         reg.log_kappa.fill_(0.8)
         reg.log_nu.fill_(log_nu)
-    project_splines_(reg)
     return reg
 
 

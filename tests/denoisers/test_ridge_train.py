@@ -206,16 +206,23 @@ def test_export_state_round_trip_keeps_provenance(tmp_path):
         assert torch.equal(p, tensors["model." + name]), name
 
 
-def test_module_cli_resamples_the_init_splines(tmp_path):
-    from denoisers.ridge.train import main, save_ridge
+def _cli_crr_init(tmp_path: Path) -> tuple[Path, Path]:
+    """A small crr written as ``--init`` for the module's command line, and the run folder; skips without
+    ``../shared/data`` (the command line trains on train400)."""
+    from denoisers.ridge.train import save_ridge
     from denoisers.train.trainer import validation_images
 
     if validation_images(1)[0] is None:
         pytest.skip("needs ../shared/data")
-    reg = RidgeRegularizer(RidgeConfig(kind="crr", **ARCH))
     init = tmp_path / "init.safetensors"
-    save_ridge(reg, init)
-    out = tmp_path / "run"
+    save_ridge(RidgeRegularizer(RidgeConfig(kind="crr", **ARCH)), init)
+    return init, tmp_path / "run"
+
+
+def test_module_cli_resamples_the_init_splines(tmp_path):
+    from denoisers.ridge.train import main
+
+    init, out = _cli_crr_init(tmp_path)
     assert main(["--kind", "crr", "--init", str(init), "--spline-grid", "33:4", "--steps", "1", "--batch-size", "2",
                  "--patch-size", "16", "--loss-crop", "2", "--validate-every", "100", "--out", str(out)]) == 0
     trained, meta = load_ridge(out / "crr.safetensors")
@@ -247,15 +254,9 @@ def test_export_state_with_the_reflect_boundary(tmp_path):
 
 def test_module_cli_turns_a_crr_init_into_a_wcrr(tmp_path):
     """``--kind wcrr --init CRR``: the run starts from ``as_wcrr`` of the crr (written next to the state)."""
-    from denoisers.ridge.train import main, save_ridge
-    from denoisers.train.trainer import validation_images
+    from denoisers.ridge.train import main
 
-    if validation_images(1)[0] is None:
-        pytest.skip("needs ../shared/data")
-    reg = RidgeRegularizer(RidgeConfig(kind="crr", **ARCH))
-    init = tmp_path / "init.safetensors"
-    save_ridge(reg, init)
-    out = tmp_path / "run"
+    init, out = _cli_crr_init(tmp_path)
     assert main(["--kind", "wcrr", "--init", str(init), "--wcrr-lambda-max", "0.3", "--steps", "1", "--batch-size", "2",
                  "--patch-size", "16", "--validate-every", "100", "--out", str(out)]) == 0
     start, meta = load_ridge(out / "init-wcrr.safetensors")
