@@ -375,7 +375,7 @@ class RidgeRegularizer(nn.Module):
         a = mu * u
         if self.f_minus is None:
             return self.f_plus.odd(a) / mu
-        return torch.sign(a) * self._g(a.abs()).clamp_min(0.0) / mu
+        return torch.sign(a) * self._positive_part(a.abs(), integral=False)[0] / mu
 
     def psi(self, u: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """``psi(u)`` elementwise (``psi(0) = 0``, even, non-decreasing in ``|u|``: ``psi >= 0``)."""
@@ -383,27 +383,82 @@ class RidgeRegularizer(nn.Module):
         mu2 = mu * mu
         if self.f_minus is None:
             return self.f_plus.odd_integral(a) / mu2
-        return self._positive_integral(a.abs()) / mu2
+        return self._positive_part(a.abs())[1] / mu2
 
-    def _positive_integral(self, a: torch.Tensor) -> torch.Tensor:
-        """``int_0^a max(0, g(s)) ds`` for ``a >= 0``, exactly: ``g`` is linear between the merged
-        knots ``{t_k / kappa} U {t_k / nu}`` (``t_k >= 0``) and beyond the last one."""
-        kap = self.kappa().to(a.dtype)
-        nu = self.nu().to(a.dtype)
-        t = self.f_minus.grid(a.dtype, a.device)
-        t = t[t >= 0]
-        P = torch.unique(torch.cat([t / kap.detach(), t / nu.detach()]))  # sorted, starts at 0
+    def psi_and_prime(self, u: torch.Tensor, mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(psi(u), psi'(u))`` from one piece look-up per element (what an energy-and-gradient
+        evaluation needs)."""
+        a = mu * u
+        if self.f_minus is None:
+            val, integral = self.f_plus.odd_with_integral(a)
+            return integral / (mu * mu), val / mu
+        h, integral = self._positive_part(a.abs())
+        return integral / (mu * mu), torch.sign(a) * h / mu
+
+    # WCRR: g (see _g) is linear between the merged knots {t_k / kappa} U {t_k / nu} (t_k >= 0) and
+    # beyond the last one, so max(0, g) and its integral are tabulated per merged piece and read
+    # with one look-up; the piece comes from the two uniform grids' floor indices (no search)
+    def _merged_tables(self, dtype: torch.dtype, device: Any):
+        """Per-piece tables ``[C, J]`` over the sorted concatenation of the two knot sets
+        (``J = m+ + m- + 2``; ties give pieces of zero width, which carry their neighbour's line):
+        on piece ``j`` ``max(0, g(a)) = relu(s_j a + b_j)`` and
+        ``int_0^a max(0, g) = c_j + a (s_j a + 2 b_j) / 2 + e_j relu(-(s_j a + b_j))^2``
+        (``e_j != 0`` only where ``g`` changes sign inside the piece).
+
+        Formed in float64 from two evaluations of ``g`` inside each piece of the merged partition,
+        never at a knot, so that the derivatives in the splines, ``kappa`` and ``nu`` are those of
+        the piece (the knots themselves are detached, which is exact: on a piece ``g`` is linear in
+        ``a`` and the parameters move that line). Knots closer than ``1e-9`` relative share a piece."""
+        kap = self.kappa().detach().double()
+        nu = self.nu().detach().double()
+        tp = self.f_plus.grid(torch.float64, device)[self.f_plus.mid :]
+        tm = self.f_minus.grid(torch.float64, device)[self.f_minus.mid :]
+        knots = torch.sort(torch.cat([tp / kap, tm / nu])).values  # [J], starts 0, 0
+        P = torch.unique(knots)
+        P = P[torch.cat([P.new_ones(1, dtype=torch.bool), torch.diff(P) > 1e-9 * P[-1]])]
+        w = torch.cat([torch.diff(P), P.new_ones(1)])  # the last piece: its slope from a unit width
+        q = torch.cat([P + 0.25 * w, P + 0.75 * w])
         c = self.f_minus.channels
-        G = self._g(P.view(1, 1, -1).expand(1, c, -1).contiguous())[0]  # [C, J]
-        w = torch.diff(P)
-        piece = _positive_linear_integral(G[:, :-1], G[:, 1:], w)
-        cum = torch.cat([G.new_zeros(c, 1), torch.cumsum(piece, dim=1)], dim=1)  # [C, J]
-        j = (torch.bucketize(a.detach(), P, right=True) - 1).clamp_(0, P.numel() - 1)
-        flat = (torch.arange(c, device=a.device).view(1, c, *([1] * (a.ndim - 2))) * P.numel() + j)
-        cum_j = cum.reshape(-1)[flat]
-        g_j = G.reshape(-1)[flat]
-        p_j = P[j]
-        return cum_j + _positive_linear_integral(g_j, self._g(a), a - p_j)
+        g1, g3 = self._g(q.view(1, 1, -1).expand(1, c, -1).contiguous())[0].chunk(2, dim=1)  # [C, J']
+        S = (g3 - g1) / (0.5 * w)
+        G = g1 - 0.25 * w * S  # g at P from the right
+        G_end = G + S * torch.where(torch.arange(P.numel(), device=device) < P.numel() - 1, w, math.inf)
+        G_end = torch.where(S == 0, G, G_end)  # the unbounded piece: its sign at infinity
+        piece = _positive_linear_integral(G[:, :-1], G[:, :-1] + S[:, :-1] * w[:-1], w[:-1])
+        cum = torch.cat([G.new_zeros(c, 1), torch.cumsum(piece, dim=1)], dim=1)  # int_0^{P_j} max(0, g)
+        neg = (G <= 0) & (G_end <= 0)
+        cross = ~neg & ((G < 0) | (G_end < 0))
+        zero = torch.zeros_like(S)
+        s_h = torch.where(neg, zero, S)
+        b_h = torch.where(neg, zero, G - S * P)
+        safe = torch.where(cross, S, torch.ones_like(S))
+        e_h = torch.where(cross, -0.5 / safe, zero)
+        c_h = torch.where(neg, cum, cum - 0.5 * S * P * P - b_h * P + torch.where(cross, G.clamp_max(0).square() * 0.5 / safe, zero))
+        # the concatenated pieces: each takes the partition piece it starts in
+        idx = (torch.searchsorted(P, knots + 1e-9 * P[-1], right=True) - 1).clamp_(0, P.numel() - 1)
+        return tuple(t[:, idx].to(dtype) for t in (s_h, b_h, c_h, e_h))
+
+    def _positive_part(self, a: torch.Tensor, *, integral: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """WCRR, ``a >= 0`` ``[N, C, ...]``: ``(max(0, g(a)), int_0^a max(0, g(s)) ds)`` (the second
+        ``None`` unless ``integral``), exactly, from one look-up in :meth:`_merged_tables`."""
+        s_h, b_h, c_h, e_h = self._merged_tables(a.dtype, a.device)
+        n, c, J = a.shape[0], s_h.shape[0], s_h.shape[1]
+        ad = a.detach()
+        kp = self.kappa().detach().to(a.dtype) / self.f_plus.spacing
+        km = self.nu().detach().to(a.dtype) / self.f_minus.spacing
+        ip = (ad * kp).floor_().nan_to_num_(0.0).clamp_(0, self.f_plus.mid)
+        im = (ad * km).floor_().nan_to_num_(0.0).clamp_(0, self.f_minus.mid)
+        j = ip.add_(im).add_(1.0).to(torch.long).reshape(n, c, -1)
+        size = (n, c, J)
+        tabs = (s_h, b_h, c_h, e_h) if integral else (s_h, b_h)
+        sel = [torch.gather(tab.unsqueeze(0).expand(size), 2, j) for tab in tabs]
+        av = a.reshape(n, c, -1)
+        v = torch.addcmul(sel[1], sel[0], av)
+        h = v.clamp_min(0.0).reshape(a.shape)
+        if not integral:
+            return h, None
+        out = sel[2] + 0.5 * av * (v + sel[1]) + sel[3] * (-v).clamp_min(0.0).square()
+        return h, out.reshape(a.shape)
 
     def energy(self, x: torch.Tensor, sigma: Any, *, kernel: torch.Tensor | None = None) -> torch.Tensor:
         """``R(x, sigma)`` per image, ``[B]``, summed in float64 (objective comparisons of the
@@ -424,11 +479,7 @@ class RidgeRegularizer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Both at the cost of one forward filtering."""
         u, mu, w, adjoint = self._responses(x, sigma, kernel)
-        if self.f_minus is None:  # CRR: psi and psi' from one table look-up
-            val, integral = self.f_plus.odd_with_integral(mu * u)
-            p, dp = integral / (mu * mu), val / mu
-        else:
-            p, dp = self.psi(u, mu), self.psi_prime(u, mu)
+        p, dp = self.psi_and_prime(u, mu)
         if w is not None:
             p, dp = w * p, w * dp
         e = p.sum(dim=(1, 2, 3), dtype=torch.float64).view(x.shape[0], x.shape[1]).sum(1)

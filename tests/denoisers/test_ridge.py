@@ -586,3 +586,42 @@ def test_minus_scaled_gradient_and_curvature_within_the_certificate(log_nu, tmp_
     save_ridge(reg.float(), path)
     back, _ = load_ridge(path)
     assert back.config.minus_scale and torch.equal(back.log_nu, reg.float().log_nu)
+
+
+@pytest.mark.parametrize("log_nu", [None, 1.2, -0.7])
+def test_wcrr_profile_is_the_integral_of_its_derivative_and_differentiable_in_the_parameters(log_nu):
+    """The merged-knot tables (one look-up for ``psi`` and ``psi'``) against ``max(0, g)`` from the two
+    spline look-ups and the trapezoid rule over it, beyond the last knot too; and d energy / d parameters
+    (``kappa``, ``nu``, ``mu(sigma)``) against central finite differences (not in the spline coefficients:
+    their projection onto the slope constraints has kinks at the feasible point)."""
+    reg = make_reg("wcrr", seed=4) if log_nu is None else make_minus_scaled(seed=4, log_nu=log_nu)
+    c = reg.f_plus.channels
+    mu = torch.tensor(1.3, dtype=torch.float64).view(1, 1, 1, 1)
+    u = torch.linspace(-4.0, 4.0, 40001, dtype=torch.float64).view(1, 1, -1, 1).expand(1, c, -1, 1).contiguous()
+    with torch.no_grad():
+        p, dp = reg.psi_and_prime(u, mu)
+        a = mu * u
+        ref_dp = torch.sign(a) * reg._g(a.abs()).clamp_min(0.0) / mu
+    assert torch.allclose(dp, ref_dp, atol=1e-12) and torch.allclose(reg.psi_prime(u, mu), ref_dp, atol=1e-12)
+    assert torch.allclose(p, reg.psi(u, mu), atol=1e-12)
+    mid = u.shape[2] // 2
+    assert p[:, :, mid].abs().max() <= 1e-20  # psi(0) = 0 (u there is 0 up to linspace round-off)
+    quad = torch.cumulative_trapezoid(ref_dp[0, :, mid:, 0], u[0, :, mid:, 0], dim=1)
+    assert torch.allclose(p[0, :, mid + 1 :, 0], quad, atol=1e-6)
+    # parameter gradients of the energy (the tables' knots are detached: exact, as g is linear on each piece)
+    g = torch.Generator().manual_seed(9)
+    x = torch.rand(1, 1, 12, 12, generator=g, dtype=torch.float64) * 3
+    params = [reg.log_kappa, reg.mu.values] + ([] if log_nu is None else [reg.log_nu])
+    energy = reg.energy_and_grad(x, 0.1)[0].sum()
+    auto = torch.autograd.grad(energy, params)
+    for prm, a in zip(params, auto):
+        d = torch.randn(prm.shape, generator=g, dtype=torch.float64)
+        h = 1e-6
+        with torch.no_grad():
+            prm.add_(h * d)
+            ep = reg.energy(x, 0.1).sum()
+            prm.sub_(2 * h * d)
+            em = reg.energy(x, 0.1).sum()
+            prm.add_(h * d)
+        fd = (ep - em) / (2 * h)
+        assert torch.allclose(fd, (a * d).sum(), rtol=1e-5, atol=1e-9), (prm.shape, fd, (a * d).sum())
