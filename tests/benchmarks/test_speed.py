@@ -83,6 +83,8 @@ print(json.dumps(out["rows"][0]["flat"]))
 """
 
 
+# slow (about 15 s: the leaking child must grow past the threshold): `python -m pytest -m slow`
+@pytest.mark.slow
 def test_memory_growth_is_detected(tmp_path):
     """A denoiser that keeps four image buffers per iteration (a leak) is not flat."""
     import subprocess

@@ -106,6 +106,8 @@ def test_cli_errors_are_one_line(tmp_path, image_dir):
     assert main(["train", "--sigma", "0.1", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o.safetensors")]) == 2
 
 
+# slow (about 19 s on one core: two processes start torch.distributed): `python -m pytest -m slow`
+@pytest.mark.slow
 def test_ddp_two_processes(tmp_path, image_dir):
     out = tmp_path / "ddp.safetensors"
     env = dict(os.environ, OMP_NUM_THREADS="1", PNP_SHARED_DATA=str(tmp_path / "no-shared"))
