@@ -379,11 +379,7 @@ class RidgeRegularizer(nn.Module):
 
     def psi(self, u: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """``psi(u)`` elementwise (``psi(0) = 0``, even, non-decreasing in ``|u|``: ``psi >= 0``)."""
-        a = mu * u
-        mu2 = mu * mu
-        if self.f_minus is None:
-            return self.f_plus.odd_integral(a) / mu2
-        return self._positive_part(a.abs())[1] / mu2
+        return self.psi_and_prime(u, mu)[0]
 
     def psi_and_prime(self, u: torch.Tensor, mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(psi(u), psi'(u))`` from one piece look-up per element (what an energy-and-gradient
@@ -433,7 +429,8 @@ class RidgeRegularizer(nn.Module):
         b_h = torch.where(neg, zero, G - S * P)
         safe = torch.where(cross, S, torch.ones_like(S))
         e_h = torch.where(cross, -0.5 / safe, zero)
-        c_h = torch.where(neg, cum, cum - 0.5 * S * P * P - b_h * P + torch.where(cross, G.clamp_max(0).square() * 0.5 / safe, zero))
+        kink = torch.where(cross, G.clamp_max(0).square() * 0.5 / safe, zero)
+        c_h = torch.where(neg, cum, cum - 0.5 * S * P * P - b_h * P + kink)
         # the concatenated pieces: each takes the partition piece it starts in
         idx = (torch.searchsorted(P, knots + 1e-9 * P[-1], right=True) - 1).clamp_(0, P.numel() - 1)
         return tuple(t[:, idx].to(dtype) for t in (s_h, b_h, c_h, e_h))
